@@ -1,0 +1,186 @@
+// HTTP/1.1 server and client (Boost.Beast), protocol-neutral: the api module
+// puts MLflow, Open Inference Protocol and Cairn handlers on top.
+//
+// Server model: one acceptor thread; each accepted connection is served by
+// its own thread (keep-alive; requests on one connection are sequential),
+// up to Options::max_connections (beyond that new connections wait in the
+// kernel backlog). Handlers may block (e.g. waiting for a group commit).
+//
+// Bodies: by default a request body is read fully into Request::body (up to
+// the route's max_body_bytes, else 413). A route added with
+// RouteOptions::stream_body = true instead gets Request::body_stream and reads
+// the body itself (bounded memory for any size). A Response may stream its
+// body from Response::body_source.
+//
+// Thread-safety: Router is built before Server::Start and then read-only.
+// Server is thread-safe. Client is not (one request at a time).
+//
+// Usage:
+//   Router router;
+//   router.Add(Method::kGet, "/health", [](Request&) { return Response::Text(200, "OK"); });
+//   router.Add(Method::kPut, "/files/*", PutFile, {.stream_body = true});  // Request::path_rest holds "*"
+//   ASSIGN_OR_RETURN(auto server, Server::Create({.host = "127.0.0.1", .port = 0}, std::move(router)));
+//   int port = server->port();
+//   ...
+//   server->Stop();
+#ifndef CAIRN_HTTP_HTTP_H_
+#define CAIRN_HTTP_HTTP_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/json.h"
+#include "base/status.h"
+
+namespace cairn::http {
+
+enum class Method { kGet, kHead, kPost, kPut, kDelete, kPatch, kOptions };
+std::string_view MethodName(Method m);
+
+// A streamed request body.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // Reads up to `n` body bytes; 0 at the end of the body.
+  virtual absl::StatusOr<size_t> Read(char* scratch, size_t n) = 0;
+  // Content-Length when the client sent one (not for chunked bodies).
+  virtual std::optional<uint64_t> content_length() const = 0;
+};
+
+struct Request {
+  Method method = Method::kGet;
+  std::string path;        // percent-decoded path, without the query string
+  std::string query;       // raw query string (after '?'), not decoded
+  std::string path_rest;   // for routes ending in "/*": the decoded rest of the path
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;                     // when the route does not stream
+  BodyStream* body_stream = nullptr;    // when it does; owned by the server
+  std::string remote_address;
+
+  // First header with this (case-insensitive) name.
+  std::optional<std::string_view> Header(std::string_view name) const;
+  // First query parameter with this name, percent- and '+'-decoded.
+  std::optional<std::string> Query(std::string_view name) const;
+  // Every value of a repeated query parameter (e.g. experiment_ids=1&experiment_ids=2).
+  std::vector<std::string> QueryAll(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // When set, the body is produced by repeated calls (returning 0 at the
+  // end) and exactly `content_length` bytes are sent. An error mid-stream
+  // closes the connection.
+  std::function<absl::StatusOr<size_t>(char* scratch, size_t n)> body_source;
+  uint64_t content_length = 0;
+
+  static Response JsonBody(int status, const Json& body);
+  static Response Text(int status, std::string body, std::string content_type = "text/plain; charset=utf-8");
+};
+
+using Handler = std::function<Response(Request&)>;
+
+struct RouteOptions {
+  bool stream_body = false;
+  uint64_t max_body_bytes = 64ull << 20;  // for non-streaming routes
+};
+
+class Router {
+ public:
+  // `pattern` is an exact path, or a prefix ending in "/*" that matches
+  // anything below it (the rest goes to Request::path_rest). Exact routes win
+  // over prefix routes; longer prefixes over shorter ones.
+  void Add(Method method, std::string pattern, Handler handler, RouteOptions options = {});
+  // Called for paths no route matches (default: 404 text). `allowed` lists
+  // the methods of routes matching the path, if any (for a 405).
+  void SetNotFound(std::function<Response(Request&, const std::vector<Method>& allowed)> handler);
+
+  struct Match {
+    const Handler* handler = nullptr;
+    const RouteOptions* options = nullptr;
+    std::string path_rest;
+    std::vector<Method> allowed;  // when handler is null
+  };
+  Match Find(Method method, std::string_view path) const;
+  Response NotFound(Request& request, const std::vector<Method>& allowed) const;
+
+ private:
+  struct Route {
+    Method method;
+    std::string pattern;
+    bool prefix;
+    Handler handler;
+    RouteOptions options;
+  };
+  std::vector<Route> routes_;
+  std::function<Response(Request&, const std::vector<Method>&)> not_found_;
+};
+
+class Server {
+ public:
+  struct Options {
+    std::string host = "127.0.0.1";
+    int port = 5000;           // 0: pick a free port (see port())
+    int max_connections = 512;
+    int64_t idle_timeout_ms = 120000;  // keep-alive connections idle longer are closed
+  };
+  // Binds and starts serving. kUnavailable if the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Server>> Create(const Options& options, Router router);
+  virtual ~Server() = default;
+  virtual int port() const = 0;
+  // Stops accepting, closes idle connections and waits for in-flight
+  // requests to finish. Idempotent.
+  virtual void Stop() = 0;
+};
+
+struct ClientResponse {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::optional<std::string_view> Header(std::string_view name) const;
+};
+
+// A keep-alive HTTP/1.1 client to one host:port. Reconnects when the server
+// closed the connection.
+class Client {
+ public:
+  static absl::StatusOr<std::unique_ptr<Client>> Create(std::string host, int port);
+  // Parses "http://host:port[/...]".
+  static absl::StatusOr<std::unique_ptr<Client>> FromUrl(std::string_view url);
+  virtual ~Client() = default;
+
+  // `target` is the path plus optional "?query", already encoded.
+  virtual absl::StatusOr<ClientResponse> Send(Method method, std::string_view target, std::string_view body = {},
+                                              std::string_view content_type = "application/json",
+                                              const std::vector<std::pair<std::string, std::string>>& headers = {}) = 0;
+  // Streams the body from `source` (returns 0 at end), `length` bytes in all.
+  virtual absl::StatusOr<ClientResponse> SendStream(Method method, std::string_view target, uint64_t length,
+                                                    const std::function<absl::StatusOr<size_t>(char*, size_t)>& source,
+                                                    std::string_view content_type = "application/octet-stream") = 0;
+  // Streams a 2xx response body to `sink` instead of keeping it; other
+  // statuses are returned with their body in ClientResponse::body.
+  virtual absl::StatusOr<ClientResponse> Download(std::string_view target,
+                                                  const std::function<absl::Status(std::string_view)>& sink) = 0;
+
+  // Convenience for JSON APIs: returns the parsed body for 2xx; otherwise an
+  // error status carrying the server's message (body) and code.
+  absl::StatusOr<Json> GetJson(std::string_view target);
+  absl::StatusOr<Json> PostJson(std::string_view target, const Json& body);
+};
+
+// Percent-encoding helpers.
+std::string UrlEncode(std::string_view s);  // encodes everything but unreserved chars
+std::string UrlEncodePath(std::string_view s);  // like UrlEncode but keeps '/'
+absl::StatusOr<std::string> UrlDecode(std::string_view s, bool plus_is_space);
+
+}  // namespace cairn::http
+
+#endif  // CAIRN_HTTP_HTTP_H_
