@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <fmt/format.h>
 // Note: Debian's Abseil has its own absl::string_view, distinct from
 // std::string_view. Pass std::string (or const char*) to Abseil functions and
 // build strings with fmt::format, not absl::StrCat.
@@ -60,5 +61,14 @@ std::optional<std::string> ErrorCodeOf(const absl::Status& status);
 absl::Status Annotate(const absl::Status& status, std::string_view context);
 
 }  // namespace cairn
+
+// Lets fmt::format print Debian Abseil's own string_view (e.g. Status::message()).
+template <>
+struct fmt::formatter<absl::string_view> : fmt::formatter<std::string_view> {
+  template <typename Context>
+  auto format(absl::string_view s, Context& ctx) const {
+    return fmt::formatter<std::string_view>::format(std::string_view(s.data(), s.size()), ctx);
+  }
+};
 
 #endif  // CAIRN_BASE_STATUS_H_

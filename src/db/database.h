@@ -26,6 +26,19 @@
 //   st->BindText(2, "x");
 //   RETURN_IF_ERROR(st->Run());
 //   RETURN_IF_ERROR(txn.Commit());
+//
+// Values: integers are int64; doubles are IEEE binary64 and round-trip
+// exactly, including +-infinity, except that SQLite stores NaN as NULL
+// (encode NaN yourself where it matters) and -0.0 as 0.0; text must be valid
+// UTF-8 without NUL bytes (use blobs for arbitrary bytes). A statement
+// stepped part-way (not until Step() returns false, and not Reset()) keeps
+// its read snapshot open: Reset() it, or use Run(), before relying on seeing
+// newer commits.
+//
+// Errors (all implementations): unique/primary-key violation kAlreadyExists;
+// other constraint violations kFailedPrecondition; lock contention that
+// outlasted the busy timeout kUnavailable; disk full kResourceExhausted;
+// corruption kDataLoss; anything else kInternal. Messages name the SQL.
 #ifndef CAIRN_DB_DATABASE_H_
 #define CAIRN_DB_DATABASE_H_
 
@@ -44,7 +57,8 @@ class Statement {
  public:
   virtual ~Statement() = default;
 
-  // Binding. `i` is 1-based. Text and blobs are copied.
+  // Binding. `i` is 1-based. Text and blobs are copied. A bind error (index
+  // out of range, statement not reset) is reported by the next Step().
   virtual void BindNull(int i) = 0;
   virtual void BindInt(int i, int64_t v) = 0;
   virtual void BindDouble(int i, double v) = 0;
@@ -82,12 +96,26 @@ class Connection {
   virtual absl::Status Execute(std::string_view sql) = 0;
   virtual absl::StatusOr<std::unique_ptr<Statement>> Prepare(std::string_view sql) = 0;
   // A statement prepared once per connection and reused; it is Reset() before
-  // being returned.
+  // being returned. The cache is never evicted: use it for a bounded set of
+  // SQL texts (constants), not for SQL built from input.
   virtual absl::StatusOr<Statement*> Cached(std::string_view sql) = 0;
 
-  virtual absl::Status Begin() = 0;  // BEGIN (IMMEDIATE for SQLite: takes the write lock)
+  // BEGIN (IMMEDIATE for SQLite: takes the write lock now, so a transaction
+  // never fails half-way for lack of it). kFailedPrecondition if a
+  // transaction is already active.
+  virtual absl::Status Begin() = 0;
+  // On failure the transaction is rolled back (nothing of it is stored).
+  // kFailedPrecondition if no transaction is active (e.g. an earlier error
+  // already rolled it back).
   virtual absl::Status Commit() = 0;
+  // OK when no transaction is active.
   virtual absl::Status Rollback() = 0;
+
+  // Makes the connection fit for its next user: resets statements left
+  // part-way (releasing their read snapshot) and rolls back an open
+  // transaction. ConnectionPool calls it when a lease ends; a connection that
+  // fails it is discarded.
+  virtual absl::Status ResetSession() { return Rollback(); }
 };
 
 // Rolls back on destruction unless committed.
@@ -109,6 +137,10 @@ class Transaction {
     active_ = false;
     return conn_.Commit();
   }
+  absl::Status Rollback() {
+    active_ = false;
+    return conn_.Rollback();
+  }
 
  private:
   Connection& conn_;
@@ -119,7 +151,7 @@ class Transaction {
 struct Migration {
   int version;              // 1, 2, 3, ... within a component
   std::string_view name;    // short description, recorded when applied
-  std::string_view sql;     // one or more statements
+  std::string_view sql;     // one or more statements; no BEGIN/COMMIT
 };
 
 enum class Dialect { kSqlite, kPostgres };
@@ -135,9 +167,19 @@ class Database {
   // Applies, in order and each in its own transaction, the migrations of
   // `component` not yet recorded in table `schema_migrations`. Fails with
   // kFailedPrecondition if the database records a version of `component`
-  // newer than any in `migrations` (a newer Cairn wrote it).
+  // newer than any in `migrations` (a newer Cairn wrote it), and with
+  // kInvalidArgument unless versions are >= 1 and strictly increasing. A
+  // failing migration is rolled back (earlier ones stay applied) and its
+  // error names it.
   virtual absl::Status Migrate(std::string_view component, std::span<const Migration> migrations) = 0;
 };
+
+// For implementations of Database::Migrate: the dialect-neutral algorithm,
+// run on `conn`. Table schema_migrations(component TEXT, version INTEGER,
+// name TEXT, applied_at BIGINT (Unix ms), PRIMARY KEY(component, version)).
+// Concurrent migrators are safe where Begin() takes the write lock (SQLite).
+absl::Status ApplyMigrations(Connection& conn, std::string_view component,
+                             std::span<const Migration> migrations);
 
 }  // namespace cairn::db
 

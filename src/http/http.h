@@ -4,15 +4,24 @@
 // Server model: one acceptor thread; each accepted connection is served by
 // its own thread (keep-alive; requests on one connection are sequential),
 // up to Options::max_connections (beyond that new connections wait in the
-// kernel backlog). Handlers may block (e.g. waiting for a group commit).
+// kernel backlog). Connection threads are pooled and reused, not created per
+// request. Handlers may block (e.g. waiting for a group commit). A handler
+// that throws is answered 500 (handlers should not throw); malformed HTTP is
+// answered 400 and the connection closed. HEAD requests with no HEAD route
+// are served by the GET route, without the body. "Expect: 100-continue" is
+// honoured. TCP_NODELAY is set on every connection.
 //
 // Bodies: by default a request body is read fully into Request::body (up to
 // the route's max_body_bytes, else 413). A route added with
 // RouteOptions::stream_body = true instead gets Request::body_stream and reads
 // the body itself (bounded memory for any size). A Response may stream its
-// body from Response::body_source.
+// body from Response::body_source. A streaming handler that returns without
+// reading the whole body: up to 1 MiB of the rest is read and dropped, beyond
+// that the connection is closed after the response. Options::idle_timeout_ms
+// bounds every wait on a connection's socket (the next request, body bytes,
+// the client reading our response).
 //
-// Thread-safety: Router is built before Server::Start and then read-only.
+// Thread-safety: Router is built before Server::Create and then read-only.
 // Server is thread-safe. Client is not (one request at a time).
 //
 // Usage:
@@ -32,6 +41,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -61,7 +71,7 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;                     // when the route does not stream
   BodyStream* body_stream = nullptr;    // when it does; owned by the server
-  std::string remote_address;
+  std::string remote_address;  // "ip:port" of the peer
 
   // First header with this (case-insensitive) name.
   std::optional<std::string_view> Header(std::string_view name) const;
@@ -97,7 +107,9 @@ class Router {
  public:
   // `pattern` is an exact path, or a prefix ending in "/*" that matches
   // anything below it (the rest goes to Request::path_rest). Exact routes win
-  // over prefix routes; longer prefixes over shorter ones.
+  // over prefix routes; longer prefixes over shorter ones. "/a/*" matches
+  // "/a/" (path_rest "") and "/a/x/y" (path_rest "x/y") but not "/a". An
+  // exact route for another method does not hide a prefix route for this one.
   void Add(Method method, std::string pattern, Handler handler, RouteOptions options = {});
   // Called for paths no route matches (default: 404 text). `allowed` lists
   // the methods of routes matching the path, if any (for a 405).
@@ -120,7 +132,14 @@ class Router {
     Handler handler;
     RouteOptions options;
   };
+  struct PathHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   std::vector<Route> routes_;
+  // Indices into routes_: exact patterns by path; prefix patterns, longest first.
+  std::unordered_map<std::string, std::vector<size_t>, PathHash, std::equal_to<>> exact_;
+  std::vector<size_t> prefixes_;
   std::function<Response(Request&, const std::vector<Method>&)> not_found_;
 };
 
@@ -137,7 +156,8 @@ class Server {
   virtual ~Server() = default;
   virtual int port() const = 0;
   // Stops accepting, closes idle connections and waits for in-flight
-  // requests to finish. Idempotent.
+  // requests to finish (their responses say "Connection: close"). Idempotent;
+  // also done by the destructor.
   virtual void Stop() = 0;
 };
 
@@ -149,7 +169,13 @@ struct ClientResponse {
 };
 
 // A keep-alive HTTP/1.1 client to one host:port. Reconnects when the server
-// closed the connection.
+// closed the connection: before each request it checks (without blocking)
+// whether the idle connection was closed, and it retries a request once on a
+// fresh connection if sending it on a reused one failed before any byte of
+// the response arrived (never after a SendStream source was read from).
+// Connecting gives up after 10 s, each read/write wait after 300 s.
+// Errors: kUnavailable "cannot connect to host:port: ..." when the server
+// cannot be reached; kUnavailable for a connection broken mid-exchange.
 class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Create(std::string host, int port);
@@ -162,6 +188,8 @@ class Client {
                                               std::string_view content_type = "application/json",
                                               const std::vector<std::pair<std::string, std::string>>& headers = {}) = 0;
   // Streams the body from `source` (returns 0 at end), `length` bytes in all.
+  // A source error (or a source that ends early) is returned as is, and the
+  // connection is dropped.
   virtual absl::StatusOr<ClientResponse> SendStream(Method method, std::string_view target, uint64_t length,
                                                     const std::function<absl::StatusOr<size_t>(char*, size_t)>& source,
                                                     std::string_view content_type = "application/octet-stream") = 0;
@@ -170,13 +198,22 @@ class Client {
   virtual absl::StatusOr<ClientResponse> Download(std::string_view target,
                                                   const std::function<absl::Status(std::string_view)>& sink) = 0;
 
-  // Convenience for JSON APIs: returns the parsed body for 2xx; otherwise an
-  // error status carrying the server's message (body) and code.
+  // Convenience for JSON APIs: returns the parsed body for 2xx (an empty body
+  // gives {}; invalid JSON is kInternal); otherwise an error status whose
+  // message is "HTTP <status>: " plus the body's "message" (MLflow) or
+  // "error" (Open Inference Protocol) string field, else the raw body
+  // (truncated); the body's "error_code" string, if any, is attached with
+  // cairn::WithErrorCode. Codes: 400 kInvalidArgument, 401 kUnauthenticated,
+  // 403 kPermissionDenied, 404 kNotFound, 409 kAlreadyExists,
+  // 412 kFailedPrecondition, 413 and 429 kResourceExhausted,
+  // 501 kUnimplemented, 503 kUnavailable, 504 kDeadlineExceeded, others
+  // kInternal.
   absl::StatusOr<Json> GetJson(std::string_view target);
   absl::StatusOr<Json> PostJson(std::string_view target, const Json& body);
 };
 
-// Percent-encoding helpers.
+// Percent-encoding helpers (RFC 3986 unreserved: A-Z a-z 0-9 - . _ ~).
+// UrlDecode: kInvalidArgument for a '%' not followed by two hex digits.
 std::string UrlEncode(std::string_view s);  // encodes everything but unreserved chars
 std::string UrlEncodePath(std::string_view s);  // like UrlEncode but keeps '/'
 absl::StatusOr<std::string> UrlDecode(std::string_view s, bool plus_is_space);

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every benchmark; each prints JSON lines on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for b in build/bench/*_bench; do
+  echo "# $b" >&2
+  "$b"
+done

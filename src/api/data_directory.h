@@ -1,0 +1,56 @@
+// DataDirectory: an opened Cairn data directory — the embedded deployment's
+// metadata database (cairn.db, SQLite WAL), object store (objects/) and the
+// domain stores on top. Both `cairn server` and the CLI's embedded mode open
+// one. Layout: docs/data-directory.md.
+//
+// Thread-safety: thread-safe (every member is).
+//
+// Usage:
+//   ASSIGN_OR_RETURN(auto dir, DataDirectory::Open(env, "./cairn-data"));
+//   dir->tracking().CreateExperiment(...);
+#ifndef CAIRN_API_DATA_DIRECTORY_H_
+#define CAIRN_API_DATA_DIRECTORY_H_
+
+#include <memory>
+#include <string>
+
+#include "base/env.h"
+#include "db/database.h"
+#include "store/object_store.h"
+#include "tracking/tracking_store.h"
+
+namespace cairn::api {
+
+class DataDirectory {
+ public:
+  enum class Role {
+    kServer,  // the process that owns the directory: cleans up after crashes at open
+    kClient,  // a CLI opening it beside a possibly running server: touches nothing in flight
+  };
+  // Creates the directory and its parts if missing. `env` is not owned.
+  static absl::StatusOr<std::unique_ptr<DataDirectory>> Open(Env& env, const std::string& path,
+                                                             Role role = Role::kServer);
+  ~DataDirectory();
+  DataDirectory(const DataDirectory&) = delete;
+  DataDirectory& operator=(const DataDirectory&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string objects_path() const { return path_ + "/objects"; }
+  Env& env() { return env_; }
+  db::Database& database() { return *db_; }
+  store::ObjectStore& objects() { return *objects_; }
+  tracking::TrackingStore& tracking() { return *tracking_; }
+
+ private:
+  DataDirectory(Env& env, std::string path) : env_(env), path_(std::move(path)) {}
+
+  Env& env_;
+  std::string path_;
+  std::unique_ptr<db::Database> db_;
+  std::unique_ptr<store::ObjectStore> objects_;
+  std::unique_ptr<tracking::TrackingStore> tracking_;  // declared last: destroyed first
+};
+
+}  // namespace cairn::api
+
+#endif  // CAIRN_API_DATA_DIRECTORY_H_

@@ -1,0 +1,116 @@
+#include "cli/server_command.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "api/data_directory.h"
+#include "api/mlflow_api.h"
+#include "base/json.h"
+#include "base/logging.h"
+#include "db/sqlite_database.h"
+#include "http/http.h"
+#include "store/fsck.h"
+
+namespace cairn::cli {
+
+absl::Status RunServer(const ServerOptions& options) {
+  RETURN_IF_ERROR(InitLogging(options.log_level));
+  // Block the stop signals before any thread starts, so that every thread
+  // inherits the mask and sigwait() below is the only receiver.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto env = NewPosixEnv();
+  ASSIGN_OR_RETURN(auto dir, api::DataDirectory::Open(*env, options.data_dir));
+  http::Server::Options server_options;
+  server_options.host = options.host;
+  server_options.port = options.port;
+  auto server = http::Server::Create(server_options, api::BuildRouter(*dir));
+  if (!server.ok()) {
+    return Annotate(server.status(), fmt::format("cannot listen on {}:{}", options.host, options.port));
+  }
+  std::printf("Cairn server listening on http://%s:%d\n", options.host.c_str(), (*server)->port());
+  std::fflush(stdout);
+  spdlog::info("data directory {}", dir->path());
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("received signal {}, shutting down", sig);
+  (*server)->Stop();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> RunFsck(const std::string& data_dir, bool json) {
+  auto env = NewPosixEnv();
+  if (!env->FileExists(data_dir + "/cairn.db")) {
+    return absl::NotFoundError(fmt::format("{} is not a Cairn data directory (no cairn.db)", data_dir));
+  }
+  ASSIGN_OR_RETURN(auto dir, api::DataDirectory::Open(*env, data_dir, api::DataDirectory::Role::kClient));
+  std::vector<std::string> problems;
+
+  // 1. Every object hashes to its name.
+  uint64_t last_report = 0;
+  auto report = store::FsckObjectStore(*env, dir->objects_path(), [&](uint64_t done) {
+    if (!json && done - last_report >= (256ull << 20)) {
+      last_report = done;
+      std::fprintf(stderr, "\rchecked %.1f GiB of objects", static_cast<double>(done) / (1ull << 30));
+    }
+  });
+  if (last_report > 0) std::fprintf(stderr, "\n");
+  if (!report.ok()) return Annotate(report.status(), "object store check failed");
+  for (const store::FsckProblem& p : report->problems) {
+    problems.push_back(fmt::format("object {}: {} ({})", p.path, store::FsckProblemKindName(p.kind), p.detail));
+  }
+
+  // 2. The database is intact.
+  ASSIGN_OR_RETURN(auto conn, dir->database().Connect());
+  ASSIGN_OR_RETURN(auto db_problems, db::IntegrityCheck(*conn));
+  for (const std::string& p : db_problems) problems.push_back("database: " + p);
+  ASSIGN_OR_RETURN(auto tracking_problems, dir->tracking().CheckConsistency());
+  for (const std::string& p : tracking_problems) problems.push_back("tracking: " + p);
+
+  // 3. Every artifact record points at a present object of the recorded size.
+  uint64_t artifacts = 0;
+  RETURN_IF_ERROR(dir->tracking().ForEachArtifactDigest(
+      [&](const std::string& path, const tracking::ArtifactFile& file) -> absl::Status {
+        ++artifacts;
+        auto digest = Digest::FromHex(file.digest);
+        if (!digest.ok()) {
+          problems.push_back(fmt::format("artifact {}: malformed digest '{}'", path, file.digest));
+          return absl::OkStatus();
+        }
+        auto size = dir->objects().Size(*digest);
+        if (!size.ok()) {
+          problems.push_back(fmt::format("artifact {}: object {} is missing", path, file.digest));
+        } else if (*size != static_cast<uint64_t>(file.size)) {
+          problems.push_back(fmt::format("artifact {}: object {} has {} bytes, recorded {}", path, file.digest,
+                                         *size, file.size));
+        }
+        return absl::OkStatus();
+      }));
+
+  if (json) {
+    Json out = {{"objects_checked", report->objects_checked},
+                {"bytes_checked", report->bytes_checked},
+                {"artifacts_checked", artifacts},
+                {"problems", problems},
+                {"clean", problems.empty()}};
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("checked %llu objects (%llu bytes), %llu artifact records, database integrity\n",
+                static_cast<unsigned long long>(report->objects_checked),
+                static_cast<unsigned long long>(report->bytes_checked), static_cast<unsigned long long>(artifacts));
+    for (const std::string& p : problems) std::printf("PROBLEM %s\n", p.c_str());
+    std::printf(problems.empty() ? "clean\n" : "%zu problem(s) found\n", problems.size());
+  }
+  return static_cast<int>(problems.size());
+}
+
+}  // namespace cairn::cli

@@ -1,0 +1,693 @@
+// Server: an acceptor thread hands accepted sockets to a pool of connection
+// threads (grown on demand up to max_connections, reused across
+// connections); each thread serves one keep-alive connection at a time.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <limits>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "http/http.h"
+#include "http/internal/socket_stream.h"
+
+namespace cairn::http {
+
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using internal::SocketStream;
+
+// Not boost::none: Beast 1.74 compares lengths against an empty optional as "over the limit".
+constexpr uint64_t kNoBodyLimit = std::numeric_limits<uint64_t>::max();
+constexpr uint32_t kHeaderLimit = 64 * 1024;
+constexpr size_t kReadBufferSize = 64 * 1024;
+constexpr size_t kSourceChunk = 256 * 1024;
+// An unread request body up to this size is read and dropped so that the
+// connection can be kept; a larger one closes the connection.
+constexpr uint64_t kDrainLimit = 1 << 20;
+// Before closing a connection after a response, what the client still sends
+// (e.g. the rest of a rejected upload) is read and dropped for up to
+// kLingerTotalMs, so that it reads our response instead of a reset.
+constexpr int64_t kLingerTotalMs = 5000;
+constexpr int64_t kLingerReadMs = 1000;
+
+std::optional<Method> FromVerb(bhttp::verb v) {
+  switch (v) {
+    case bhttp::verb::get:
+      return Method::kGet;
+    case bhttp::verb::head:
+      return Method::kHead;
+    case bhttp::verb::post:
+      return Method::kPost;
+    case bhttp::verb::put:
+      return Method::kPut;
+    case bhttp::verb::delete_:
+      return Method::kDelete;
+    case bhttp::verb::patch:
+      return Method::kPatch;
+    case bhttp::verb::options:
+      return Method::kOptions;
+    default:
+      return std::nullopt;
+  }
+}
+
+// True for errors in the HTTP grammar (as opposed to I/O errors and the peer
+// closing the connection).
+bool IsParseError(const beast::error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message && ec != bhttp::error::need_buffer;
+}
+
+std::string_view ToStd(beast::string_view s) { return {s.data(), s.size()}; }
+beast::string_view ToBeast(std::string_view s) { return {s.data(), s.size()}; }
+
+// Splits a request target into the decoded path and the raw query.
+absl::Status SplitTarget(std::string_view target, Request& req) {
+  if (target == "*") {
+    req.path = "*";
+    return absl::OkStatus();
+  }
+  for (std::string_view scheme : {"http://", "https://"}) {  // absolute-form
+    if (target.substr(0, scheme.size()) == scheme) {
+      size_t slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      break;
+    }
+  }
+  if (target.empty() || target[0] != '/') return absl::InvalidArgumentError("bad request target");
+  size_t q = target.find('?');
+  std::string_view raw_path = target.substr(0, q);
+  if (q != std::string_view::npos) {
+    std::string_view query = target.substr(q + 1);
+    query = query.substr(0, query.find('#'));
+    req.query = std::string(query);
+  }
+  ASSIGN_OR_RETURN(req.path, UrlDecode(raw_path, /*plus_is_space=*/false));
+  if (req.path.find('\0') != std::string::npos) return absl::InvalidArgumentError("NUL in request path");
+  return absl::OkStatus();
+}
+
+std::string FormatAddress(const sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = "";
+  int port = 0;
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+    port = ntohs(a->sin_port);
+    return fmt::format("{}:{}", host, port);
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    port = ntohs(a->sin6_port);
+    return fmt::format("[{}]:{}", host, port);
+  }
+  return "unknown";
+}
+
+Response InvokeHandler(const std::function<Response(Request&)>& fn, Request& req) {
+  try {
+    return fn(req);
+  } catch (const std::exception& e) {
+    spdlog::error("http: handler for {} {} threw: {}", MethodName(req.method), req.path, e.what());
+  } catch (...) {
+    spdlog::error("http: handler for {} {} threw a non-standard exception", MethodName(req.method), req.path);
+  }
+  return Response::Text(500, "internal server error\n");
+}
+
+// The request body of a streaming route, read from the socket on demand.
+class StreamedBody final : public BodyStream {
+ public:
+  // `header` has read the request header; no body yet.
+  StreamedBody(SocketStream& stream, beast::flat_buffer& buffer, bhttp::request_parser<bhttp::empty_body>&& header)
+      : stream_(stream), buffer_(buffer), length_(ToOptional(header.content_length())) {
+    if (!header.is_done()) {
+      parser_.emplace(std::move(header));
+      parser_->body_limit(kNoBodyLimit);
+    }
+  }
+
+  absl::StatusOr<size_t> Read(char* scratch, size_t n) override {
+    if (!error_.ok()) return error_;
+    if (done() || n == 0) return 0;
+    auto& body = parser_->get().body();
+    body.data = scratch;
+    body.size = n;
+    body.more = true;
+    beast::error_code ec;
+    bhttp::read(stream_, buffer_, *parser_, ec);
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec) {
+      error_ = IsParseError(ec) ? absl::InvalidArgumentError("malformed request body: " + ec.message())
+                                : absl::UnavailableError("reading request body: " + ec.message());
+      return error_;
+    }
+    return n - body.size;
+  }
+
+  std::optional<uint64_t> content_length() const override { return length_; }
+
+  bool done() const { return !parser_ || parser_->is_done(); }
+  bool failed() const { return !error_.ok(); }
+
+ private:
+  static std::optional<uint64_t> ToOptional(const boost::optional<uint64_t>& v) {
+    return v ? std::optional<uint64_t>(*v) : std::nullopt;
+  }
+
+  SocketStream& stream_;
+  beast::flat_buffer& buffer_;
+  std::optional<uint64_t> length_;
+  std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
+  absl::Status error_;
+};
+
+class ServerImpl;
+
+// One accepted connection, served by one thread.
+class Connection {
+ public:
+  Connection(ServerImpl& server, SocketStream& stream, std::string remote)
+      : server_(server), stream_(stream), remote_(std::move(remote)) {}
+
+  // Serves requests until the connection ends. Returns true when the socket
+  // should be closed gracefully (we sent a final response), false when it is
+  // broken or idle.
+  bool Run();
+
+ private:
+  enum class Outcome { kKeepAlive, kClose, kAbort };
+
+  Outcome ServeOne();
+  // Writes a response; false on I/O error or a failing body source.
+  bool WriteResponse(Response& resp, unsigned version, bool head, bool keep_alive);
+  // Answers a request that we did not (fully) read, then closes.
+  Outcome Reject(int status, std::string text, unsigned version);
+  // Reads and drops the rest of a request body; false if the body exceeds
+  // `limit` or the connection broke.
+  bool Drain(bhttp::request_parser<bhttp::buffer_body>& parser, uint64_t limit);
+
+  ServerImpl& server_;
+  SocketStream& stream_;
+  std::string remote_;
+  beast::flat_buffer buffer_;
+  std::unique_ptr<char[]> scratch_;  // kSourceChunk bytes, allocated on first use
+};
+
+class ServerImpl final : public Server {
+ public:
+  static absl::StatusOr<std::unique_ptr<Server>> Create(const Options& options, Router router);
+  ~ServerImpl() override { Stop(); }
+
+  int port() const override { return port_; }
+  void Stop() override;
+
+  const Router& router() const { return router_; }
+  const Options& options() const { return options_; }
+
+  // Records whether `stream` waits for a new request (idle: Stop may shut it
+  // down). Returns false when the server is stopping and `idle` is true.
+  bool SetIdle(SocketStream* stream, bool idle) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    connections_[stream] = idle;
+    return !(idle && stopping_);
+  }
+  bool stopping() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return stopping_;
+  }
+
+ private:
+  struct Accepted {
+    int fd;
+    std::string remote;
+  };
+
+  ServerImpl(const Options& options, Router router, int listen_fd, int port, int wake_read, int wake_write)
+      : options_(options),
+        router_(std::move(router)),
+        listen_fd_(listen_fd),
+        port_(port),
+        wake_read_(wake_read),
+        wake_write_(wake_write) {}
+
+  void AcceptLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void WorkerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void Serve(Accepted accepted) ABSL_LOCKS_EXCLUDED(mu_);
+
+  bool CanAccept() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    int busy = static_cast<int>(workers_.size()) - idle_workers_ + static_cast<int>(pending_.size());
+    return stopping_ || busy < options_.max_connections;
+  }
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); }
+
+  const Options options_;
+  const Router router_;
+  const int listen_fd_;
+  const int port_;
+  const int wake_read_;   // a pipe that wakes the acceptor on Stop
+  const int wake_write_;
+  std::thread acceptor_;
+
+  absl::Mutex stop_mu_;
+  bool stopped_ ABSL_GUARDED_BY(stop_mu_) = false;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<Accepted> pending_ ABSL_GUARDED_BY(mu_);  // accepted, waiting for a worker
+  std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);
+  int idle_workers_ ABSL_GUARDED_BY(mu_) = 0;
+  // Open connections -> whether each is idle (waiting for a request).
+  absl::flat_hash_map<SocketStream*, bool> connections_ ABSL_GUARDED_BY(mu_);
+};
+
+bool Connection::Run() {
+  buffer_.reserve(kReadBufferSize);
+  for (;;) {
+    if (!server_.SetIdle(&stream_, true)) return false;
+    switch (ServeOne()) {
+      case Outcome::kKeepAlive:
+        continue;
+      case Outcome::kClose:
+        return true;
+      case Outcome::kAbort:
+        return false;
+    }
+  }
+}
+
+Connection::Outcome Connection::Reject(int status, std::string text, unsigned version) {
+  Response resp = Response::Text(status, std::move(text));
+  WriteResponse(resp, version, /*head=*/false, /*keep_alive=*/false);
+  return Outcome::kClose;
+}
+
+bool Connection::Drain(bhttp::request_parser<bhttp::buffer_body>& parser, uint64_t limit) {
+  char scratch[16384];
+  uint64_t total = 0;
+  while (!parser.is_done()) {
+    auto& body = parser.get().body();
+    body.data = scratch;
+    body.size = sizeof(scratch);
+    body.more = true;
+    beast::error_code ec;
+    bhttp::read(stream_, buffer_, parser, ec);
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec) return false;
+    total += sizeof(scratch) - body.size;
+    if (total > limit) return false;
+  }
+  return true;
+}
+
+Connection::Outcome Connection::ServeOne() {
+  bhttp::request_parser<bhttp::empty_body> header_parser;
+  header_parser.header_limit(kHeaderLimit);
+  header_parser.body_limit(kNoBodyLimit);
+  beast::error_code ec;
+  bhttp::read_header(stream_, buffer_, header_parser, ec);
+  if (ec) {
+    if (ec == bhttp::error::header_limit) return Reject(431, "request header too large\n", 11);
+    if (IsParseError(ec)) return Reject(400, "malformed HTTP request\n", 11);
+    return Outcome::kAbort;  // closed, timed out, shut down by Stop, or broken
+  }
+  server_.SetIdle(&stream_, false);
+
+  const auto& header = header_parser.get();
+  const unsigned version = header.version() == 10 ? 10 : 11;
+  std::optional<Method> method = FromVerb(header.method());
+  if (!method) return Reject(501, "method not implemented\n", version);
+
+  Request req;
+  req.method = *method;
+  if (absl::Status s = SplitTarget(ToStd(header.target()), req); !s.ok()) {
+    return Reject(400, std::string(s.message()) + "\n", version);
+  }
+  req.headers.reserve(16);
+  for (const auto& field : header) {
+    std::string name(ToStd(field.name_string()));
+    for (char& c : name) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    req.headers.emplace_back(std::move(name), std::string(ToStd(field.value())));
+  }
+  req.remote_address = remote_;
+
+  const bool has_body = !header_parser.is_done();
+  bool expect_continue = false;
+  if (has_body && version == 11) {
+    auto it = header.find(bhttp::field::expect);
+    expect_continue = it != header.end() && beast::iequals(it->value(), "100-continue");
+  }
+  bool keep_alive = header.keep_alive();
+  const bool head = req.method == Method::kHead;
+
+  Router::Match match = server_.router().Find(req.method, req.path);
+  if (!match.handler && head) {  // HEAD is served by the GET route, without the body
+    Router::Match get = server_.router().Find(Method::kGet, req.path);
+    if (get.handler) match = std::move(get);
+  }
+  req.path_rest = std::move(match.path_rest);
+
+  auto send_continue = [&]() -> bool {
+    if (!expect_continue) return true;
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    beast::error_code wec;
+    stream_.WriteAll(kContinue.data(), kContinue.size(), wec);
+    return !wec;
+  };
+
+  Response resp;
+  if (!match.handler) {
+    try {
+      resp = server_.router().NotFound(req, match.allowed);
+    } catch (...) {
+      resp = Response::Text(500, "internal server error\n");
+    }
+    if (has_body) {
+      // A client waiting for "100 Continue" would not send the body; one
+      // that sends a large body is not worth reading.
+      auto length = header_parser.content_length();
+      if (expect_continue || (length && *length > kDrainLimit)) {
+        keep_alive = false;
+      } else {
+        bhttp::request_parser<bhttp::buffer_body> drain(std::move(header_parser));
+        if (!Drain(drain, kDrainLimit)) keep_alive = false;
+      }
+    }
+  } else if (!match.options->stream_body) {
+    const uint64_t max = match.options->max_body_bytes;
+    if (has_body) {
+      auto length = header_parser.content_length();
+      if (length && *length > max) return Reject(413, "request body too large\n", version);
+      if (!send_continue()) return Outcome::kAbort;
+      bhttp::request_parser<bhttp::string_body> body_parser(std::move(header_parser));
+      body_parser.body_limit(max);
+      bhttp::read(stream_, buffer_, body_parser, ec);
+      if (ec == bhttp::error::body_limit) return Reject(413, "request body too large\n", version);
+      if (IsParseError(ec)) return Reject(400, "malformed request body\n", version);
+      if (ec) return Outcome::kAbort;
+      req.body = std::move(body_parser.get().body());
+    }
+    resp = InvokeHandler(*match.handler, req);
+  } else {
+    if (has_body && !send_continue()) return Outcome::kAbort;
+    StreamedBody body(stream_, buffer_, std::move(header_parser));
+    req.body_stream = &body;
+    resp = InvokeHandler(*match.handler, req);
+    req.body_stream = nullptr;
+    if (body.failed()) {
+      keep_alive = false;
+    } else if (!body.done()) {
+      // The handler did not read the whole body: drop a small rest, else close.
+      char scratch[16384];
+      uint64_t dropped = 0;
+      while (!body.done() && dropped <= kDrainLimit) {
+        auto n = body.Read(scratch, sizeof(scratch));
+        if (!n.ok()) break;
+        dropped += *n;
+      }
+      if (!body.done()) keep_alive = false;
+    }
+  }
+
+  if (keep_alive && server_.stopping()) keep_alive = false;
+  if (!WriteResponse(resp, version, head, keep_alive)) return Outcome::kAbort;
+  return keep_alive ? Outcome::kKeepAlive : Outcome::kClose;
+}
+
+template <class Fields>
+void SetResponseHeaders(Fields& fields, const Response& resp) {
+  if (!resp.content_type.empty()) fields.set(bhttp::field::content_type, ToBeast(resp.content_type));
+  for (const auto& [name, value] : resp.headers) {
+    // Framing headers are the server's business.
+    if (beast::iequals(name, "content-length") || beast::iequals(name, "transfer-encoding") ||
+        beast::iequals(name, "connection")) {
+      continue;
+    }
+    if (beast::iequals(name, "content-type")) {
+      fields.set(bhttp::field::content_type, ToBeast(value));
+    } else {
+      fields.insert(ToBeast(name), ToBeast(value));
+    }
+  }
+}
+
+bool Connection::WriteResponse(Response& resp, unsigned version, bool head, bool keep_alive) {
+  const unsigned status = resp.status >= 100 && resp.status <= 999 ? static_cast<unsigned>(resp.status) : 500;
+  beast::error_code ec;
+  if (!resp.body_source) {
+    bhttp::response<bhttp::string_body> res(static_cast<bhttp::status>(status), version);
+    SetResponseHeaders(res, resp);
+    res.keep_alive(keep_alive);
+    if (status < 200 || status == 204 || status == 304) {
+      resp.body.clear();  // these have no body (and no Content-Length for 1xx/204)
+    } else {
+      res.body() = std::move(resp.body);
+    }
+    res.prepare_payload();
+    if (head) {
+      bhttp::response_serializer<bhttp::string_body> serializer(res);
+      bhttp::write_header(stream_, serializer, ec);
+    } else {
+      bhttp::write(stream_, res, ec);
+    }
+    return !ec;
+  }
+
+  bhttp::response<bhttp::empty_body> res(static_cast<bhttp::status>(status), version);
+  SetResponseHeaders(res, resp);
+  res.keep_alive(keep_alive);
+  res.content_length(resp.content_length);
+  bhttp::response_serializer<bhttp::empty_body> serializer(res);
+  bhttp::write_header(stream_, serializer, ec);
+  if (ec) return false;
+  if (head) return true;
+  if (!scratch_) scratch_ = std::make_unique<char[]>(kSourceChunk);
+  uint64_t left = resp.content_length;
+  while (left > 0) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(kSourceChunk, left));
+    absl::StatusOr<size_t> n = size_t{0};
+    try {
+      n = resp.body_source(scratch_.get(), want);
+    } catch (...) {
+      n = absl::InternalError("body source threw");
+    }
+    if (!n.ok() || *n == 0 || *n > want) {
+      spdlog::warn("http: response body source for {} failed after {} of {} bytes: {}", remote_,
+                   resp.content_length - left, resp.content_length,
+                   n.ok() ? std::string("ended early") : std::string(n.status().message()));
+      return false;
+    }
+    stream_.WriteAll(scratch_.get(), *n, ec);
+    if (ec) return false;
+    left -= *n;
+  }
+  return true;
+}
+
+absl::StatusOr<std::unique_ptr<Server>> ServerImpl::Create(const Options& options, Router router) {
+  if (options.max_connections < 1) return absl::InvalidArgumentError("max_connections must be at least 1");
+  if (options.port < 0 || options.port > 65535) {
+    return absl::InvalidArgumentError(fmt::format("invalid port {}", options.port));
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* addrs = nullptr;
+  std::string port_text = std::to_string(options.port);
+  int rc = ::getaddrinfo(options.host.empty() ? nullptr : options.host.c_str(), port_text.c_str(), &hints, &addrs);
+  if (rc != 0) {
+    return absl::UnavailableError(fmt::format("cannot resolve {}: {}", options.host, gai_strerror(rc)));
+  }
+  // IPv4 first: "localhost" should not end up bound to ::1 only.
+  std::vector<addrinfo*> candidates;
+  for (addrinfo* ai = addrs; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) candidates.push_back(ai);
+  }
+  for (addrinfo* ai = addrs; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET) candidates.push_back(ai);
+  }
+  int fd = -1;
+  int err = 0;
+  for (addrinfo* ai : candidates) {
+    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, SOMAXCONN) == 0) break;
+    err = errno;
+    ::close(fd);
+    fd = -1;
+  }
+  ::freeaddrinfo(addrs);
+  if (fd < 0) {
+    return absl::UnavailableError(fmt::format("cannot listen on {}:{}: {}", options.host, options.port, strerror(err)));
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  int port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                                         : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  int wake[2];
+  if (::pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+    err = errno;
+    ::close(fd);
+    return absl::InternalError(fmt::format("pipe: {}", strerror(err)));
+  }
+  std::unique_ptr<ServerImpl> server(new ServerImpl(options, std::move(router), fd, port, wake[0], wake[1]));
+  server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+void ServerImpl::AcceptLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &ServerImpl::CanAccept));
+      if (stopping_) return;
+    }
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_read_, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("http: poll on listening socket: {}", strerror(errno));
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        spdlog::warn("http: accept: {}", strerror(err));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      continue;
+    }
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      ::close(fd);
+      return;
+    }
+    pending_.push_back(Accepted{fd, FormatAddress(addr)});
+    if (static_cast<int>(pending_.size()) > idle_workers_) {
+      try {
+        workers_.emplace_back([this] { WorkerLoop(); });
+      } catch (const std::system_error& e) {
+        // Out of threads: the connection waits for a busy worker to finish.
+        spdlog::error("http: cannot start a connection thread: {}", e.what());
+      }
+    }
+  }
+}
+
+void ServerImpl::WorkerLoop() {
+  for (;;) {
+    Accepted accepted;
+    {
+      absl::MutexLock lock(&mu_);
+      ++idle_workers_;
+      mu_.Await(absl::Condition(this, &ServerImpl::HasWork));
+      --idle_workers_;
+      if (pending_.empty()) return;  // stopping
+      accepted = std::move(pending_.front());
+      pending_.pop_front();
+    }
+    Serve(std::move(accepted));
+  }
+}
+
+void ServerImpl::Serve(Accepted accepted) {
+  SocketStream stream(accepted.fd, options_.idle_timeout_ms);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    connections_[&stream] = true;
+  }
+  bool graceful = false;
+  try {
+    Connection connection(*this, stream, std::move(accepted.remote));
+    graceful = connection.Run();
+  } catch (const std::exception& e) {
+    spdlog::warn("http: connection error: {}", e.what());
+  } catch (...) {
+    spdlog::warn("http: unknown connection error");
+  }
+  // Lingering counts as idle: Stop() cuts it short.
+  if (graceful && SetIdle(&stream, true)) stream.Linger(kLingerTotalMs, kLingerReadMs);
+  absl::MutexLock lock(&mu_);
+  connections_.erase(&stream);
+}  // `stream` closes the socket only now, when Stop() can no longer touch it
+
+void ServerImpl::Stop() {
+  absl::MutexLock stop_lock(&stop_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (auto& [stream, idle] : connections_) {
+      if (idle) stream->Shutdown();
+    }
+  }
+  char byte = 1;
+  while (::write(wake_write_, &byte, 1) < 0 && errno == EINTR) {
+  }
+  acceptor_.join();
+  std::vector<std::thread> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    workers.swap(workers_);
+  }
+  for (auto& t : workers) t.join();
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& a : pending_) ::close(a.fd);
+    pending_.clear();
+  }
+  ::close(listen_fd_);
+  ::close(wake_read_);
+  ::close(wake_write_);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, Router router) {
+  return ServerImpl::Create(options, std::move(router));
+}
+
+}  // namespace cairn::http

@@ -1,0 +1,300 @@
+#include "store/local_object_store.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "base/ids.h"
+
+namespace cairn::store {
+namespace {
+
+// Writes reach the Env in pieces of at least this size (unless the object is
+// smaller): few syscalls, bounded memory per writer.
+constexpr size_t kWriteBufferSize = 1 << 20;
+
+bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+class LocalObjectWriter final : public ObjectWriter {
+ public:
+  LocalObjectWriter(Env& env, const LocalObjectStore& store, std::string tmp_path,
+                    std::unique_ptr<WritableFile> file)
+      : env_(env), store_(store), tmp_path_(std::move(tmp_path)), file_(std::move(file)) {}
+
+  ~LocalObjectWriter() override {
+    if (!done_) Discard();
+  }
+
+  absl::Status Append(std::string_view data) override {
+    if (done_) return absl::FailedPreconditionError("object writer: Append after Commit");
+    RETURN_IF_ERROR(status_);
+    hasher_.Update(data);
+    size_ += data.size();
+    if (buffer_.size() + data.size() <= kWriteBufferSize) {
+      if (buffer_.capacity() < kWriteBufferSize) buffer_.reserve(kWriteBufferSize);
+      buffer_.append(data);
+      return absl::OkStatus();
+    }
+    status_ = Flush();
+    if (status_.ok()) {
+      if (data.size() >= kWriteBufferSize) {
+        status_ = file_->Append(data);  // Large pieces skip the copy.
+      } else {
+        buffer_.append(data);
+      }
+    }
+    return status_;
+  }
+
+  absl::StatusOr<ObjectInfo> Commit() override {
+    if (done_) return absl::FailedPreconditionError("object writer: Commit called twice");
+    absl::StatusOr<ObjectInfo> result = status_.ok() ? Publish() : status_;
+    if (!result.ok()) Discard();
+    done_ = true;
+    return result;
+  }
+
+ private:
+  absl::Status Flush() {
+    if (buffer_.empty()) return absl::OkStatus();
+    absl::Status s = file_->Append(buffer_);
+    buffer_.clear();
+    return s;
+  }
+
+  absl::StatusOr<ObjectInfo> Publish() {
+    RETURN_IF_ERROR(Flush());
+    RETURN_IF_ERROR(file_->Sync());
+    RETURN_IF_ERROR(file_->Close());
+    file_.reset();
+    ObjectInfo info{hasher_.Finish(), size_};
+    const std::string path = store_.ObjectPath(info.digest);
+
+    // Dedup: the same bytes are already stored. A copy of the wrong size
+    // (damaged) is replaced instead.
+    absl::StatusOr<uint64_t> existing = env_.GetFileSize(path);
+    if (existing.ok() && *existing == info.size) {
+      // The object is already durable; a temp file we fail to delete here
+      // is removed by the next Create().
+      env_.DeleteFile(tmp_path_).IgnoreError();
+      return info;
+    }
+
+    const std::string shard2 = DirName(path);
+    if (!env_.FileExists(shard2)) {
+      // New directories are durable only once their parents are synced.
+      const std::string shard1 = DirName(shard2);
+      RETURN_IF_ERROR(env_.CreateDirs(shard2));
+      RETURN_IF_ERROR(env_.SyncDir(shard1));
+      RETURN_IF_ERROR(env_.SyncDir(store_.root()));
+    }
+    RETURN_IF_ERROR(env_.RenameFile(tmp_path_, path));
+    // From here the object is visible and complete; if this sync fails the
+    // caller gets an error (not durable) but the object is left in place,
+    // as another writer may already rely on it.
+    RETURN_IF_ERROR(env_.SyncDir(shard2));
+    return info;
+  }
+
+  // Drops the temp file; best effort (Create() removes leftovers).
+  void Discard() {
+    file_.reset();
+    if (env_.FileExists(tmp_path_)) env_.DeleteFile(tmp_path_).IgnoreError();
+  }
+
+  Env& env_;
+  const LocalObjectStore& store_;
+  const std::string tmp_path_;
+  std::unique_ptr<WritableFile> file_;
+  Sha256 hasher_;
+  std::string buffer_;
+  uint64_t size_ = 0;
+  absl::Status status_;  // First write error; the writer is dead after one.
+  bool done_ = false;
+};
+
+class LocalObjectReader final : public ObjectReader {
+ public:
+  // Reads [begin, end) of `file`; when `verify`, the whole object is read
+  // (begin == 0, end == size) and checked against `digest` at the end.
+  LocalObjectReader(std::unique_ptr<RandomAccessFile> file, std::string path, const Digest& digest,
+                    uint64_t begin, uint64_t end, bool verify)
+      : file_(std::move(file)),
+        path_(std::move(path)),
+        digest_(digest),
+        pos_(begin),
+        begin_(begin),
+        end_(end),
+        verify_(verify) {}
+
+  uint64_t size() const override { return end_ - begin_; }
+
+  absl::StatusOr<size_t> Read(char* scratch, size_t n) override {
+    RETURN_IF_ERROR(status_);
+    if (pos_ == end_) {
+      if (verify_ && !verified_) RETURN_IF_ERROR(Verify());
+      return size_t{0};
+    }
+    n = static_cast<size_t>(std::min<uint64_t>(n, end_ - pos_));
+    if (n == 0) return size_t{0};
+    absl::StatusOr<size_t> got = file_->Read(pos_, scratch, n);
+    if (!got.ok()) return status_ = got.status();
+    if (*got == 0) {
+      return status_ = absl::DataLossError(fmt::format("object {} at {} is truncated: expected {} bytes, found {}",
+                                                       digest_.ToHex(), path_, end_, pos_));
+    }
+    pos_ += *got;
+    if (verify_) {
+      hasher_.Update(std::string_view(scratch, *got));
+      // The bytes that complete the object are returned only if it checks out.
+      if (pos_ == end_) RETURN_IF_ERROR(Verify());
+    }
+    return *got;
+  }
+
+ private:
+  absl::Status Verify() {
+    verified_ = true;
+    char probe;
+    absl::StatusOr<size_t> extra = file_->Read(end_, &probe, 1);
+    if (!extra.ok()) return status_ = extra.status();
+    if (*extra != 0) {
+      return status_ = absl::DataLossError(fmt::format("object {} at {} is corrupt: longer than its expected {} bytes",
+                                                       digest_.ToHex(), path_, end_));
+    }
+    Digest actual = hasher_.Finish();
+    if (actual != digest_) {
+      return status_ = absl::DataLossError(fmt::format("object {} at {} is corrupt: its content hashes to {}",
+                                                       digest_.ToHex(), path_, actual.ToHex()));
+    }
+    return absl::OkStatus();
+  }
+
+  std::unique_ptr<RandomAccessFile> file_;
+  const std::string path_;
+  const Digest digest_;
+  uint64_t pos_;
+  const uint64_t begin_;
+  const uint64_t end_;
+  const bool verify_;
+  bool verified_ = false;
+  Sha256 hasher_;
+  absl::Status status_;  // Sticky: a failed reader keeps failing.
+};
+
+}  // namespace
+
+bool IsShardName(std::string_view name) {
+  return name.size() == 2 && IsLowerHex(name[0]) && IsLowerHex(name[1]);
+}
+
+bool IsObjectName(std::string_view name) {
+  return name.size() == 64 && std::all_of(name.begin(), name.end(), IsLowerHex);
+}
+
+absl::StatusOr<std::unique_ptr<LocalObjectStore>> LocalObjectStore::Create(Env& env, std::string root) {
+  return Create(env, std::move(root), Options());
+}
+
+absl::StatusOr<std::unique_ptr<LocalObjectStore>> LocalObjectStore::Create(Env& env, std::string root,
+                                                                           const Options& options) {
+  if (root.empty()) return absl::InvalidArgumentError("object store root is empty");
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  std::unique_ptr<LocalObjectStore> store(new LocalObjectStore(env, std::move(root)));
+  RETURN_IF_ERROR(env.CreateDirs(store->TempDir()));
+  if (options.remove_temp_files) RETURN_IF_ERROR(store->RemoveTempFiles().status());
+  return store;
+}
+
+std::string LocalObjectStore::ObjectPath(const Digest& digest) const {
+  const std::string hex = digest.ToHex();
+  std::string path;
+  path.reserve(root_.size() + 72);
+  path.append(root_).append("/").append(hex, 0, 2).append("/").append(hex, 2, 2).append("/").append(hex);
+  return path;
+}
+
+std::string LocalObjectStore::TempDir() const { return JoinPath(root_, "tmp"); }
+
+absl::StatusOr<int> LocalObjectStore::RemoveTempFiles() {
+  const std::string dir = TempDir();
+  ASSIGN_OR_RETURN(std::vector<FileInfo> entries, env_.GetChildren(dir));
+  int removed = 0;
+  for (const FileInfo& e : entries) {
+    if (e.is_dir) continue;
+    absl::Status s = env_.DeleteFile(JoinPath(dir, e.name));
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+    ++removed;
+  }
+  return removed;
+}
+
+absl::StatusOr<std::unique_ptr<ObjectWriter>> LocalObjectStore::NewWriter() {
+  std::string tmp_path = JoinPath(TempDir(), NewRandomHex(16) + ".tmp");
+  ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, env_.NewWritableFile(tmp_path));
+  return std::make_unique<LocalObjectWriter>(env_, *this, std::move(tmp_path), std::move(file));
+}
+
+absl::StatusOr<std::unique_ptr<ObjectReader>> LocalObjectStore::Open(const Digest& digest) {
+  const std::string path = ObjectPath(digest);
+  ASSIGN_OR_RETURN(uint64_t size, Size(digest));
+  ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, env_.NewRandomAccessFile(path));
+  return std::make_unique<LocalObjectReader>(std::move(file), path, digest, 0, size, /*verify=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<ObjectReader>> LocalObjectStore::OpenRange(const Digest& digest, uint64_t offset,
+                                                                          uint64_t length) {
+  const std::string path = ObjectPath(digest);
+  ASSIGN_OR_RETURN(uint64_t size, Size(digest));
+  if (offset > size) {
+    return absl::OutOfRangeError(
+        fmt::format("offset {} is past the end of object {} ({} bytes)", offset, digest.ToHex(), size));
+  }
+  const uint64_t end = offset + std::min(length, size - offset);
+  ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, env_.NewRandomAccessFile(path));
+  return std::make_unique<LocalObjectReader>(std::move(file), path, digest, offset, end, /*verify=*/false);
+}
+
+absl::StatusOr<bool> LocalObjectStore::Has(const Digest& digest) { return env_.FileExists(ObjectPath(digest)); }
+
+absl::StatusOr<uint64_t> LocalObjectStore::Size(const Digest& digest) {
+  absl::StatusOr<uint64_t> size = env_.GetFileSize(ObjectPath(digest));
+  if (absl::IsNotFound(size.status())) {
+    return absl::NotFoundError(fmt::format("object {} not found in {}", digest.ToHex(), root_));
+  }
+  return size;
+}
+
+absl::Status LocalObjectStore::Delete(const Digest& digest) {
+  absl::Status s = env_.DeleteFile(ObjectPath(digest));
+  if (absl::IsNotFound(s)) return absl::OkStatus();
+  return s;
+}
+
+absl::Status LocalObjectStore::List(const std::function<absl::Status(const ObjectInfo&)>& fn) {
+  auto sorted_children = [&](const std::string& dir) -> absl::StatusOr<std::vector<FileInfo>> {
+    ASSIGN_OR_RETURN(std::vector<FileInfo> entries, env_.GetChildren(dir));
+    std::sort(entries.begin(), entries.end(), [](const FileInfo& a, const FileInfo& b) { return a.name < b.name; });
+    return entries;
+  };
+  ASSIGN_OR_RETURN(std::vector<FileInfo> level1, sorted_children(root_));
+  for (const FileInfo& s1 : level1) {
+    if (!s1.is_dir || !IsShardName(s1.name)) continue;  // tmp/ and strays: fsck's business.
+    const std::string dir1 = JoinPath(root_, s1.name);
+    ASSIGN_OR_RETURN(std::vector<FileInfo> level2, sorted_children(dir1));
+    for (const FileInfo& s2 : level2) {
+      if (!s2.is_dir || !IsShardName(s2.name)) continue;
+      const std::string dir2 = JoinPath(dir1, s2.name);
+      ASSIGN_OR_RETURN(std::vector<FileInfo> objects, sorted_children(dir2));
+      for (const FileInfo& o : objects) {
+        if (o.is_dir || !IsObjectName(o.name)) continue;
+        if (o.name.compare(0, 2, s1.name) != 0 || o.name.compare(2, 2, s2.name) != 0) continue;
+        ASSIGN_OR_RETURN(Digest digest, Digest::FromHex(o.name));
+        RETURN_IF_ERROR(fn(ObjectInfo{digest, o.size}));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cairn::store

@@ -1,0 +1,88 @@
+// LocalObjectStore: the ObjectStore on a local file system (through Env).
+//
+// On-disk layout under `root` (readable without the code):
+//   <root>/<h0h1>/<h2h3>/<h0...h63>   an object: its exact bytes, named by the
+//                                     lowercase hex SHA-256 of those bytes and
+//                                     sharded by the first two bytes of it
+//   <root>/tmp/<random>.tmp           objects being written; never read
+// Nothing else belongs in `root`; FsckObjectStore (store/fsck.h) reports
+// anything else it finds.
+//
+// Writing: bytes stream into a temp file (1 MiB buffer) while being hashed,
+// then Sync, create the shard directories (syncing their parents when new),
+// rename into place, SyncDir the shard. If an object with that digest is
+// already there (and has the right size) the temp file is dropped instead.
+// Any failure removes the temp file, so a failed or abandoned write leaves
+// nothing visible. A crash can leave temp files behind: Create() removes
+// them, which assumes one process owns a store directory at a time (another
+// process may pass remove_temp_files = false and call RemoveTempFiles() when
+// it knows no writer is active).
+//
+// Reading: full reads hash as they go and fail with kDataLoss on the read
+// that reaches the end if the digest or size is wrong.
+//
+// Thread-safety: thread-safe (stateless apart from the Env, which is).
+// Ownership: does not own `env`, which must outlive the store.
+//
+// Usage:
+//   ASSIGN_OR_RETURN(auto store, LocalObjectStore::Create(env, data_dir + "/objects"));
+//   ASSIGN_OR_RETURN(Digest d, store->Put("bytes"));
+#ifndef CAIRN_STORE_LOCAL_OBJECT_STORE_H_
+#define CAIRN_STORE_LOCAL_OBJECT_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "base/env.h"
+#include "store/object_store.h"
+
+namespace cairn::store {
+
+class LocalObjectStore final : public ObjectStore {
+ public:
+  struct Options {
+    // Remove leftover temp files at Create (see the note above).
+    bool remove_temp_files = true;
+  };
+
+  // Opens (creating if needed) the store at `root`.
+  static absl::StatusOr<std::unique_ptr<LocalObjectStore>> Create(Env& env, std::string root);
+  static absl::StatusOr<std::unique_ptr<LocalObjectStore>> Create(Env& env, std::string root,
+                                                                  const Options& options);
+
+  LocalObjectStore(const LocalObjectStore&) = delete;
+  LocalObjectStore& operator=(const LocalObjectStore&) = delete;
+
+  absl::StatusOr<std::unique_ptr<ObjectWriter>> NewWriter() override;
+  absl::StatusOr<std::unique_ptr<ObjectReader>> Open(const Digest& digest) override;
+  absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRange(const Digest& digest, uint64_t offset,
+                                                          uint64_t length) override;
+  absl::StatusOr<bool> Has(const Digest& digest) override;
+  absl::StatusOr<uint64_t> Size(const Digest& digest) override;
+  absl::Status Delete(const Digest& digest) override;
+  absl::Status List(const std::function<absl::Status(const ObjectInfo&)>& fn) override;
+
+  // Deletes every file in <root>/tmp; returns how many. REQUIRES: no writer
+  // (in any process) is active on this store.
+  absl::StatusOr<int> RemoveTempFiles();
+
+  const std::string& root() const { return root_; }
+  // Where the object `digest` lives: <root>/ab/cd/abcd....
+  std::string ObjectPath(const Digest& digest) const;
+  std::string TempDir() const;
+
+ private:
+  LocalObjectStore(Env& env, std::string root) : env_(env), root_(std::move(root)) {}
+
+  Env& env_;
+  const std::string root_;
+};
+
+// Name checks shared with fsck: two lowercase hex characters, and a full
+// lowercase 64-hex-character object name.
+bool IsShardName(std::string_view name);
+bool IsObjectName(std::string_view name);
+
+}  // namespace cairn::store
+
+#endif  // CAIRN_STORE_LOCAL_OBJECT_STORE_H_
