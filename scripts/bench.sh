@@ -2,6 +2,7 @@
 # Runs every benchmark; each prints JSON lines on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export CAIRN_BIN="$(pwd)/build/src/main/cairn"
 for b in build/bench/*_bench; do
   echo "# $b" >&2
   "$b"

@@ -25,7 +25,7 @@ URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DATA/server.out")
 export CAIRN_URL="$URL"
 echo "server at $URL (the mlflow client works too: MLFLOW_TRACKING_URI=$URL)"
 
-say "Training: 6 runs of scikit-learn models on the wine data set, logged through the SDK"
+say "Training: 6 runs of scikit-learn models on the breast-cancer data set, logged through the SDK"
 runs=(
   "--model logreg --C 0.05"
   "--model logreg --C 1.0"
@@ -37,24 +37,27 @@ runs=(
 for args in "${runs[@]}"; do
   echo "-- train.py $args"
   # shellcheck disable=SC2086
-  $PY examples/train.py --dataset wine --experiment wine-classifier $args
+  $PY examples/train.py --dataset breast_cancer --experiment tumour-classifier $args
 done
 
 say "All runs, best first (cairn runs search)"
-"$CAIRN" runs search --experiment wine-classifier --order-by "metrics.test_accuracy DESC" \
-  --order-by "metrics.test_f1 DESC"
+"$CAIRN" runs search --experiment tumour-classifier --order-by "metrics.test_accuracy DESC" \
+  --order-by "metrics.test_log_loss ASC"
 
-say "Only the forests above 0.9 accuracy (MLflow filter grammar)"
-"$CAIRN" runs search --experiment wine-classifier \
-  --filter "params.model IN ('rf', 'gbt') and metrics.test_accuracy > 0.9" --order-by "metrics.test_accuracy DESC"
+say "Only tree models above 0.9 accuracy (MLflow filter grammar)"
+"$CAIRN" runs search --experiment tumour-classifier \
+  --filter "params.model != 'logreg' and metrics.test_accuracy > 0.9" --order-by "metrics.test_accuracy DESC"
 
 say "The best run, with its params, metrics and artifacts"
-$PY examples/find_best.py --experiment wine-classifier --metric test_accuracy --top 3 --download "$DATA/best"
-BEST=$("$CAIRN" --json runs search --experiment wine-classifier --order-by "metrics.test_accuracy DESC" -n 1 |
+$PY examples/find_best.py --experiment tumour-classifier --metric test_accuracy --top 3 --download "$DATA/best"
+BEST=$("$CAIRN" --json runs search --experiment tumour-classifier --order-by "metrics.test_accuracy DESC" -n 1 |
        $PY -c 'import json,sys; print(json.load(sys.stdin)[0]["info"]["run_id"])')
 "$CAIRN" runs show "$BEST"
 echo
 "$CAIRN" artifacts ls "$BEST"
+echo
+echo "Learning curve of the best run (full metric history):"
+"$CAIRN" runs metric "$BEST" lc_test_accuracy
 
 say "Stopping the server and checking the data directory (cairn fsck)"
 kill -TERM $SERVER

@@ -4,8 +4,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,66 +14,21 @@
 #include "base/json.h"
 #include "base/testing.h"
 #include "http/http.h"
-
-extern char** environ;
+#include "tests/support/server_process.h"
 
 namespace cairn {
 namespace {
 
+using ::cairn::testing::CairnBinary;
 using ::cairn::testing::IsOk;
-
-std::string CairnBinary() {
-  const char* bin = std::getenv("CAIRN_BIN");
-  return bin ? bin : "cairn";
-}
-
-// A child process with its stdout on a pipe.
-struct Child {
-  pid_t pid = -1;
-  FILE* out = nullptr;
-};
-
-Child Spawn(const std::vector<std::string>& args) {
-  int fds[2];
-  if (pipe(fds) != 0) return {};
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_addclose(&actions, fds[0]);
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  Child c;
-  if (posix_spawn(&c.pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) c.pid = -1;
-  posix_spawn_file_actions_destroy(&actions);
-  close(fds[1]);
-  c.out = fdopen(fds[0], "r");
-  return c;
-}
-
-int WaitExit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// Starts `cairn server --port 0` and returns its port (0 on failure).
-int StartServer(const std::string& data_dir, Child* child) {
-  *child = Spawn({CairnBinary(), "server", "--port", "0", "--data-dir", data_dir, "--log-level", "warn"});
-  if (child->pid < 0 || child->out == nullptr) return 0;
-  char line[256];
-  if (!fgets(line, sizeof line, child->out)) return 0;
-  std::string s(line);
-  size_t colon = s.rfind(':');
-  return colon == std::string::npos ? 0 : std::atoi(s.c_str() + colon + 1);
-}
+using ::cairn::testing::ServerProcess;
 
 TEST(CrashTest, AcknowledgedMetricsSurviveKill9) {
   cairn::testing::ScopedTempDir tmp;
   std::string data = tmp.path() + "/data";
-  Child server;
-  int port = StartServer(data, &server);
-  ASSERT_GT(port, 0) << "could not start " << CairnBinary();
+  auto server = ServerProcess::Start(CairnBinary(), data);
+  ASSERT_THAT(server, IsOk());
+  int port = (*server)->port();
 
   auto setup = http::Client::Create("127.0.0.1", port);
   ASSERT_THAT(setup, IsOk());
@@ -107,9 +60,7 @@ TEST(CrashTest, AcknowledgedMetricsSurviveKill9) {
   }
   // Let ingest get going, then kill the server without warning.
   for (int i = 0; i < 100 && acked[0] + acked[1] + acked[2] + acked[3] < 40; ++i) usleep(20000);
-  kill(server.pid, SIGKILL);
-  WaitExit(server.pid);
-  fclose(server.out);
+  EXPECT_EQ((*server)->Kill(SIGKILL), 128 + SIGKILL);
   stop = true;
   for (auto& c : clients) c.join();
   int total_acked = 0;
@@ -117,10 +68,9 @@ TEST(CrashTest, AcknowledgedMetricsSurviveKill9) {
   ASSERT_GT(total_acked, 0);
 
   // Restart on the same data directory: every acknowledged batch is there.
-  Child again;
-  port = StartServer(data, &again);
-  ASSERT_GT(port, 0);
-  auto client = http::Client::Create("127.0.0.1", port);
+  auto again = ServerProcess::Start(CairnBinary(), data);
+  ASSERT_THAT(again, IsOk());
+  auto client = http::Client::Create("127.0.0.1", (*again)->port());
   ASSERT_THAT(client, IsOk());
   for (int t = 0; t < kClients; ++t) {
     auto h = (*client)->GetJson("/api/2.0/mlflow/metrics/get-history?run_id=" + run + "&metric_key=k" +
@@ -133,17 +83,11 @@ TEST(CrashTest, AcknowledgedMetricsSurviveKill9) {
     EXPECT_EQ(points.size() % kPerBatch, 0u);
     for (int i = 0; i < acked_points; ++i) ASSERT_EQ(points[i]["step"], i);
   }
-  kill(again.pid, SIGTERM);
-  EXPECT_EQ(WaitExit(again.pid), 0);
-  fclose(again.out);
+  EXPECT_EQ((*again)->Kill(SIGTERM), 0);
 
-  Child fsck = Spawn({CairnBinary(), "--data-dir", data, "fsck"});
-  char line[512];
-  std::string report;
-  while (fgets(line, sizeof line, fsck.out)) report += line;
-  fclose(fsck.out);
-  EXPECT_EQ(WaitExit(fsck.pid), 0) << report;
-  EXPECT_THAT(report, ::testing::HasSubstr("clean"));
+  cairn::testing::CommandResult fsck = cairn::testing::RunCommand({CairnBinary(), "fsck", "--data-dir", data});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
+  EXPECT_THAT(fsck.output, ::testing::HasSubstr("clean"));
 }
 
 }  // namespace

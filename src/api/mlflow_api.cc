@@ -222,20 +222,67 @@ Json RunJson(const Run& run) {
 // ------------------------------------------------------------------ routing
 
 using JsonHandler = std::function<absl::StatusOr<Json>(const Json& msg)>;
+// For hot paths that write their JSON text directly.
+using TextHandler = std::function<absl::StatusOr<std::string>(const Json& msg)>;
 
-http::Handler Wrap(JsonHandler fn) {
+http::Handler WrapText(TextHandler fn) {
   return [fn = std::move(fn)](Request& req) -> Response {
     try {
       auto msg = RequestMessage(req);
       if (!msg.ok()) return ErrorResponse(msg.status());
       auto out = fn(*msg);
       if (!out.ok()) return ErrorResponse(out.status());
-      return Response::JsonBody(200, *out);
+      Response r;
+      r.body = std::move(out).value();
+      return r;
     } catch (const std::exception& e) {
       // Handlers use the non-throwing accessors; this is a last line of defence.
       return ErrorResponse(BadRequest(fmt::format("Malformed request: {}", e.what())));
     }
   };
+}
+
+http::Handler Wrap(JsonHandler fn) {
+  return WrapText([fn = std::move(fn)](const Json& msg) -> absl::StatusOr<std::string> {
+    ASSIGN_OR_RETURN(Json out, fn(msg));
+    return out.dump();
+  });
+}
+
+// Appends `v` as JSON the way proto3 does: non-finite values as strings,
+// finite ones in the shortest form that reads back exactly, always as a float.
+void AppendDouble(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "\"NaN\"";
+  } else if (std::isinf(v)) {
+    out += v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+  } else {
+    size_t start = out.size();
+    fmt::format_to(std::back_inserter(out), "{}", v);
+    if (out.find_first_of(".eE", start) == std::string::npos) out += ".0";
+  }
+}
+
+// {"metrics":[...],"next_page_token":"..."} for a history page, written
+// directly: a million points take ~0.1 s this way, several with a DOM.
+std::string HistoryJson(const tracking::MetricHistoryPage& page, const std::string& key) {
+  std::string out;
+  std::string key_json = Json(key).dump();
+  out.reserve(32 + page.metrics.size() * (key_json.size() + 72));
+  out += "{\"metrics\":[";
+  for (size_t i = 0; i < page.metrics.size(); ++i) {
+    const Metric& m = page.metrics[i];
+    if (i) out += ',';
+    out += "{\"key\":";
+    out += key_json;
+    out += ",\"value\":";
+    AppendDouble(out, m.value);
+    fmt::format_to(std::back_inserter(out), ",\"timestamp\":{},\"step\":{}}}", m.timestamp, m.step);
+  }
+  out += ']';
+  if (!page.next_page_token.empty()) out += ",\"next_page_token\":" + Json(page.next_page_token).dump();
+  out += '}';
+  return out;
 }
 
 void Add(http::Router& router, std::vector<Method> methods, const std::string& path, const http::Handler& handler,
@@ -480,18 +527,13 @@ void AddMlflowRoutes(DataDirectory& dir, http::Router& router) {
         if (!result.next_page_token.empty()) out["next_page_token"] = result.next_page_token;
         return out;
       }));
-  Add(router, kGet, "metrics/get-history", Wrap([&store](const Json& msg) -> absl::StatusOr<Json> {
+  Add(router, kGet, "metrics/get-history", WrapText([&store](const Json& msg) -> absl::StatusOr<std::string> {
         ASSIGN_OR_RETURN(std::string id, RunIdOf(msg));
         ASSIGN_OR_RETURN(std::string key, GetString(msg, "metric_key"));
         ASSIGN_OR_RETURN(int max_results, GetMaxResults(msg, 0));
         ASSIGN_OR_RETURN(auto token, GetOptionalString(msg, "page_token"));
         ASSIGN_OR_RETURN(auto page, store.GetMetricHistory(id, key, max_results, token.value_or("")));
-        Json out = Json::object();
-        Json list = Json::array();
-        for (const Metric& m : page.metrics) list.push_back(MetricJson(m));
-        out["metrics"] = std::move(list);
-        if (!page.next_page_token.empty()) out["next_page_token"] = page.next_page_token;
-        return out;
+        return HistoryJson(page, key);
       }));
   Add(router, kGet, "artifacts/list", Wrap([&store](const Json& msg) -> absl::StatusOr<Json> {
         ASSIGN_OR_RETURN(std::string id, RunIdOf(msg));
