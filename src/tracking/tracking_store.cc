@@ -662,24 +662,30 @@ absl::Status TrackingStore::RestoreRun(const std::string& run_id) {
   return SetLifecycle(run_id, LifecycleStage::kDeleted, LifecycleStage::kActive);
 }
 
-absl::Status TrackingStore::LogBatch(const std::string& run_id, std::span<const Metric> metrics,
-                                     std::span<const Param> params, std::span<const Tag> tags) {
+absl::Status ValidateLogBatch(const std::string& run_id, std::span<const Metric> metrics,
+                              std::span<const Param> params, std::span<const Tag> tags) {
   RETURN_IF_ERROR(internal::ValidateRunId(run_id));
   RETURN_IF_ERROR(internal::ValidateBatchLimits(metrics.size(), params.size(), tags.size()));
   for (const Metric& m : metrics) RETURN_IF_ERROR(internal::ValidateMetric(m));
   for (const Param& p : params) RETURN_IF_ERROR(internal::ValidateParam(p));
   for (const Tag& t : tags) RETURN_IF_ERROR(internal::ValidateTag(t));
   // Duplicate param keys within one request must agree (MLflow rule).
-  for (size_t i = 0; i < params.size(); ++i) {
-    for (size_t j = i + 1; j < params.size(); ++j) {
-      if (params[i].key == params[j].key && params[i].value != params[j].value) {
-        return absl::InvalidArgumentError(fmt::format(
-            "Duplicate parameter keys have been submitted: [{}]. Please ensure the request contains only one "
-            "param value per param key.",
-            params[i].key));
-      }
+  std::unordered_map<std::string_view, std::string_view> seen;
+  for (const Param& p : params) {
+    auto [it, inserted] = seen.emplace(p.key, p.value);
+    if (!inserted && it->second != p.value) {
+      return absl::InvalidArgumentError(fmt::format(
+          "Duplicate parameter keys have been submitted: [{}]. Please ensure the request contains only one "
+          "param value per param key.",
+          p.key));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status TrackingStore::LogBatch(const std::string& run_id, std::span<const Metric> metrics,
+                                     std::span<const Param> params, std::span<const Tag> tags) {
+  RETURN_IF_ERROR(ValidateLogBatch(run_id, metrics, params, tags));
 
   // Everything that needs no database is prepared here, outside the shared
   // transaction: one chunk blob and one "latest" point per metric key.

@@ -53,6 +53,11 @@ inline constexpr int kMaxResultsDefault = 1000;
 inline constexpr int kMaxResultsLimit = 50000;
 inline constexpr int kMaxHistoryPage = 25000;  // metric history page size when max_results is unset
 
+// MLflow's rules for one log-batch request (limits, keys, value lengths,
+// consistent duplicate params), checked before anything is stored.
+absl::Status ValidateLogBatch(const std::string& run_id, std::span<const Metric> metrics,
+                              std::span<const Param> params, std::span<const Tag> tags);
+
 struct CreateRunRequest {
   std::string experiment_id = "0";
   std::string user_id;
