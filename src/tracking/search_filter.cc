@@ -998,8 +998,10 @@ absl::StatusOr<SqlFragment> FilterToSql(const Domain& domain, const std::vector<
         // NaN is stored as value NULL with is_nan = 1: it fails every
         // comparison except !=, as NaN does in IEEE arithmetic.
         const std::string a = fmt::format("m{}", i);
-        w << "EXISTS (SELECT 1 FROM latest_metrics " << a << " WHERE " << a << ".run_uuid = runs.run_uuid AND " << a
-          << ".key = ";
+        // `x IN (subquery)` rather than a correlated EXISTS: the database can
+        // then drive the search from the (key, value) index of the most
+        // selective clause instead of probing every run of the experiments.
+        w << "runs.run_uuid IN (SELECT " << a << ".run_uuid FROM latest_metrics " << a << " WHERE " << a << ".key = ";
         w.Param(c.key);
         w << " AND ";
         if (c.comparator == Comparator::kNe) {
@@ -1020,8 +1022,8 @@ absl::StatusOr<SqlFragment> FilterToSql(const Domain& domain, const std::vector<
                                       : c.entity == EntityType::kParam ? "params"
                                                                        : "tags";
         const std::string_view id_column = experiment ? "experiment_id" : "run_uuid";
-        w << "EXISTS (SELECT 1 FROM " << from << " " << a << " WHERE " << a << "." << id_column << " = " << table << "."
-          << id_column << " AND " << a << ".key = ";
+        w << table << "." << id_column << " IN (SELECT " << a << "." << id_column << " FROM " << from << " " << a
+          << " WHERE " << a << ".key = ";
         w.Param(c.key);
         w << " AND ";
         WriteComparison(w, a + ".value", c, dialect);

@@ -1,4 +1,5 @@
 #include "tracking/search_filter.h"
+#include "tracking/schema.h"
 
 #include <sqlite3.h>
 
@@ -264,9 +265,9 @@ TEST(RunFilterToSqlTest, EmptyFilterIsTrue) {
 TEST(RunFilterToSqlTest, ExactSql) {
   SqlFragment f = RunWhere("metrics.acc > 0.5 AND params.lr = '0.1' AND status = 'FINISHED'");
   EXPECT_EQ(f.sql,
-            "EXISTS (SELECT 1 FROM latest_metrics m0 WHERE m0.run_uuid = runs.run_uuid AND m0.key = ? AND "
-            "m0.value > ?) AND EXISTS (SELECT 1 FROM params p1 WHERE p1.run_uuid = runs.run_uuid AND p1.key = ? "
-            "AND p1.value = ?) AND runs.status = ?");
+            "runs.run_uuid IN (SELECT m0.run_uuid FROM latest_metrics m0 WHERE m0.key = ? AND m0.value > ?) AND "
+            "runs.run_uuid IN (SELECT p1.run_uuid FROM params p1 WHERE p1.key = ? AND p1.value = ?) AND "
+            "runs.status = ?");
   ASSERT_EQ(f.params.size(), 5u);
   EXPECT_EQ(std::get<std::string>(f.params[0]), "acc");
   EXPECT_EQ(std::get<double>(f.params[1]), 0.5);
@@ -274,19 +275,19 @@ TEST(RunFilterToSqlTest, ExactSql) {
 
   f = RunWhere("metrics.loss != 1");
   EXPECT_EQ(f.sql,
-            "EXISTS (SELECT 1 FROM latest_metrics m0 WHERE m0.run_uuid = runs.run_uuid AND m0.key = ? AND "
+            "runs.run_uuid IN (SELECT m0.run_uuid FROM latest_metrics m0 WHERE m0.key = ? AND "
             "(m0.value <> ? OR m0.is_nan <> 0))");
 
   f = RunWhere("tags.t ILIKE 'A%b' AND run_id NOT IN ('x', 'y')");
   EXPECT_EQ(f.sql,
-            "EXISTS (SELECT 1 FROM tags t0 WHERE t0.run_uuid = runs.run_uuid AND t0.key = ? AND lower(t0.value) "
-            "GLOB ?) AND runs.run_uuid NOT IN (?, ?)");
+            "runs.run_uuid IN (SELECT t0.run_uuid FROM tags t0 WHERE t0.key = ? AND lower(t0.value) GLOB ?) AND "
+            "runs.run_uuid NOT IN (?, ?)");
   EXPECT_THAT(Strings(f), ElementsAre("t", "a*b", "x", "y"));
 
   f = RunWhere("tags.t ILIKE 'A%b' AND run_id NOT IN ('x', 'y')", SqlDialect::kPostgres);
   EXPECT_EQ(f.sql,
-            "EXISTS (SELECT 1 FROM tags t0 WHERE t0.run_uuid = runs.run_uuid AND t0.key = ? AND t0.value ILIKE ?) "
-            "AND runs.run_uuid NOT IN (?, ?)");
+            "runs.run_uuid IN (SELECT t0.run_uuid FROM tags t0 WHERE t0.key = ? AND t0.value ILIKE ?) AND "
+            "runs.run_uuid NOT IN (?, ?)");
   EXPECT_THAT(Strings(f), ElementsAre("t", "A%b", "x", "y"));
 
   f = RunWhere("datasets.name IN ('a') AND datasets.context = 'train'");
@@ -434,8 +435,8 @@ TEST(ExperimentFilterTest, ParsesAndCompiles) {
   auto sql = ExperimentFilterToSql(*parsed, SqlDialect::kPostgres);
   ASSERT_TRUE(sql.ok()) << sql.status();
   EXPECT_EQ(sql->sql,
-            "experiments.name LIKE ? AND experiments.creation_time > ? AND EXISTS (SELECT 1 FROM experiment_tags "
-            "t2 WHERE t2.experiment_id = experiments.experiment_id AND t2.key = ? AND t2.value = ?) AND "
+            "experiments.name LIKE ? AND experiments.creation_time > ? AND experiments.experiment_id IN (SELECT "
+            "t2.experiment_id FROM experiment_tags t2 WHERE t2.key = ? AND t2.value = ?) AND "
             "experiments.last_update_time <= ?");
   EXPECT_THAT(Strings(*sql), ElementsAre("churn%", "i:100", "owner", "ana", "i:5"));
   auto empty = ParseExperimentFilter(" ");
@@ -474,45 +475,7 @@ TEST(ExperimentOrderByTest, DefaultsAndTieBreaker) {
 // ---------------------------------------------------------------------------
 // End to end on SQLite: the compiled SQL against the real schema.
 
-constexpr const char kSchema[] = R"sql(
-CREATE TABLE experiments (
-  experiment_id INTEGER PRIMARY KEY,
-  name TEXT NOT NULL UNIQUE,
-  artifact_location TEXT NOT NULL,
-  lifecycle_stage TEXT NOT NULL DEFAULT 'active',
-  creation_time INTEGER NOT NULL,
-  last_update_time INTEGER NOT NULL
-);
-CREATE TABLE experiment_tags (
-  experiment_id INTEGER NOT NULL REFERENCES experiments(experiment_id),
-  key TEXT NOT NULL, value TEXT NOT NULL,
-  PRIMARY KEY (experiment_id, key)
-);
-CREATE TABLE runs (
-  run_uuid TEXT PRIMARY KEY,
-  experiment_id INTEGER NOT NULL REFERENCES experiments(experiment_id),
-  name TEXT NOT NULL,
-  user_id TEXT NOT NULL,
-  status TEXT NOT NULL,
-  start_time INTEGER,
-  end_time INTEGER,
-  lifecycle_stage TEXT NOT NULL DEFAULT 'active',
-  artifact_uri TEXT NOT NULL,
-  deleted_time INTEGER
-);
-CREATE TABLE params (run_uuid TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_uuid, key));
-CREATE TABLE tags   (run_uuid TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_uuid, key));
-CREATE TABLE latest_metrics (
-  run_uuid TEXT NOT NULL, key TEXT NOT NULL,
-  value REAL,
-  is_nan INTEGER NOT NULL DEFAULT 0,
-  timestamp INTEGER NOT NULL, step INTEGER NOT NULL,
-  PRIMARY KEY (run_uuid, key)
-);
-CREATE TABLE datasets (dataset_uuid TEXT PRIMARY KEY, experiment_id INTEGER NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,
-  source_type TEXT, source TEXT, schema TEXT, profile TEXT, UNIQUE (experiment_id, name, digest));
-CREATE TABLE run_inputs (run_uuid TEXT NOT NULL, dataset_uuid TEXT NOT NULL, context TEXT, PRIMARY KEY (run_uuid, dataset_uuid));
-)sql";
+// The schema is the real one (tracking/schema.h).
 
 // Four runs: r1 (start 1000), r2 (2000), r3 (3000), r4 (no start time).
 constexpr const char kData[] = R"sql(
@@ -541,18 +504,18 @@ INSERT INTO tags VALUES ('r1', 'star', 'a*b');
 INSERT INTO tags VALUES ('r2', 'star', 'aXb');
 INSERT INTO tags VALUES ('r3', 'my tag', 'x_y%z');
 INSERT INTO tags VALUES ('r4', 'my tag', 'xAyBz');
-INSERT INTO datasets VALUES ('d1', 1, 'train', 'abc', NULL, NULL, NULL, NULL);
-INSERT INTO datasets VALUES ('d2', 1, 'eval', 'def', NULL, NULL, NULL, NULL);
-INSERT INTO run_inputs VALUES ('r1', 'd1', 'training');
-INSERT INTO run_inputs VALUES ('r2', 'd2', 'evaluation');
-INSERT INTO run_inputs VALUES ('r3', 'd2', NULL);
+INSERT INTO datasets VALUES ('d1', 1, 'train', 'abc', 'x', 'y', NULL, NULL);
+INSERT INTO datasets VALUES ('d2', 1, 'eval', 'def', 'x', 'y', NULL, NULL);
+INSERT INTO run_inputs VALUES ('r1', 'd1', 'training', NULL);
+INSERT INTO run_inputs VALUES ('r2', 'd2', 'evaluation', NULL);
+INSERT INTO run_inputs VALUES ('r3', 'd2', NULL, NULL);
 )sql";
 
 class SqliteSearchTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);
-    Exec(kSchema);
+    for (const db::Migration& m : TrackingMigrations()) Exec(std::string(m.sql).c_str());
     Exec(kData);
   }
   void TearDown() override { sqlite3_close(db_); }

@@ -133,6 +133,35 @@ void BindValues(db::Statement& st, int first, const std::vector<SqlValue>& value
   }
 }
 
+// Runs a search: `sql` selects one id column and ends with
+// "ORDER BY ... LIMIT ? OFFSET ?"; `leading` binds come first (experiment
+// ids, lifecycle stages), then the filter's and the order's parameters.
+// Returns up to limit + 1 ids, so the caller can tell if there is a next page.
+absl::StatusOr<std::vector<std::string>> SelectIds(db::Connection& conn, const std::string& sql,
+                                                   const std::vector<SqlValue>& leading, const SqlFragment& where,
+                                                   const SqlFragment& order, int limit, int64_t offset) {
+  ASSIGN_OR_RETURN(auto st, conn.Prepare(sql));
+  int i = 1;
+  for (const auto* values : {&leading, &where.params, &order.params}) {
+    BindValues(*st, i, *values);
+    i += static_cast<int>(values->size());
+  }
+  st->BindInt(i++, limit + 1);
+  st->BindInt(i++, offset);
+  std::vector<std::string> ids;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return ids;
+    ids.emplace_back(st->ColumnText(0));
+  }
+}
+
+std::vector<SqlValue> StageValues(const std::vector<const char*>& stages) {
+  std::vector<SqlValue> values;
+  for (const char* s : stages) values.emplace_back(std::string(s));
+  return values;
+}
+
 }  // namespace
 
 struct TrackingStore::RunRow {
@@ -279,28 +308,15 @@ absl::StatusOr<SearchExperimentsResult> TrackingStore::SearchExperiments(const S
   ASSIGN_OR_RETURN(SqlFragment where, ExperimentFilterToSql(filter, dialect()));
   ASSIGN_OR_RETURN(SqlFragment order, ExperimentOrderByToSql(request.order_by, dialect()));
   auto stages = StagesFor(request.view_type);
-  std::string sql = fmt::format("SELECT experiments.experiment_id FROM experiments WHERE lifecycle_stage IN ({})",
+  std::string sql = fmt::format("SELECT CAST(experiments.experiment_id AS TEXT) FROM experiments WHERE lifecycle_stage IN ({})",
                                 Placeholders(stages.size()));
   if (!where.sql.empty()) sql += " AND (" + where.sql + ")";
   sql += " ORDER BY " + order.sql + " LIMIT ? OFFSET ?";
 
   ASSIGN_OR_RETURN(auto lease, readers_->Acquire());
   db::Connection& conn = *lease;
-  ASSIGN_OR_RETURN(auto st, conn.Prepare(sql));
-  int i = 1;
-  for (const char* s : stages) st->BindText(i++, s);
-  BindValues(*st, i, where.params);
-  i += static_cast<int>(where.params.size());
-  BindValues(*st, i, order.params);
-  i += static_cast<int>(order.params.size());
-  st->BindInt(i++, limit + 1);
-  st->BindInt(i++, offset);
-  std::vector<std::string> ids;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st->Step());
-    if (!row) break;
-    ids.push_back(std::to_string(st->ColumnInt(0)));
-  }
+  ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                   SelectIds(conn, sql, StageValues(stages), where, order, limit, offset));
   SearchExperimentsResult result;
   if (static_cast<int>(ids.size()) > limit) {
     ids.resize(limit);
@@ -877,24 +893,12 @@ absl::StatusOr<SearchRunsResult> TrackingStore::SearchRuns(const SearchRunsReque
   if (!where.sql.empty()) sql += " AND (" + where.sql + ")";
   sql += " ORDER BY " + order.sql + " LIMIT ? OFFSET ?";
 
+  std::vector<SqlValue> leading;
+  for (const std::string& id : request.experiment_ids) leading.emplace_back(static_cast<int64_t>(std::stoll(id)));
+  for (SqlValue& v : StageValues(stages)) leading.push_back(std::move(v));
   ASSIGN_OR_RETURN(auto lease, readers_->Acquire());
   db::Connection& conn = *lease;
-  ASSIGN_OR_RETURN(auto st, conn.Prepare(sql));
-  int i = 1;
-  for (const std::string& id : request.experiment_ids) st->BindInt(i++, std::stoll(id));
-  for (const char* s : stages) st->BindText(i++, s);
-  BindValues(*st, i, where.params);
-  i += static_cast<int>(where.params.size());
-  BindValues(*st, i, order.params);
-  i += static_cast<int>(order.params.size());
-  st->BindInt(i++, limit + 1);
-  st->BindInt(i++, offset);
-  std::vector<std::string> ids;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st->Step());
-    if (!row) break;
-    ids.emplace_back(st->ColumnText(0));
-  }
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, SelectIds(conn, sql, leading, where, order, limit, offset));
   if (static_cast<int>(ids.size()) > limit) {
     ids.resize(limit);
     result.next_page_token = EncodePageToken(offset + limit);
