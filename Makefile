@@ -52,7 +52,8 @@ fuzz: setup
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	@for f in $(FUZZ_BUILD)/fuzz/*_fuzz; do \
 	  echo "== $$f ($(FUZZ_SECONDS)s)"; mkdir -p $(FUZZ_BUILD)/corpus/$$(basename $$f); \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_BUILD)/corpus/$$(basename $$f) || exit 1; \
+	  seeds=fuzz/corpus/$$(basename $$f _fuzz); [ -d $$seeds ] || seeds=; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_BUILD)/corpus/$$(basename $$f) $$seeds || exit 1; \
 	done
 
 format:

@@ -7,7 +7,7 @@ PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format clang-tidy
   libabsl-dev libboost-dev nlohmann-json3-dev libsqlite3-dev libssl-dev libspdlog-dev libfmt-dev
-  libcli11-dev libyaml-cpp-dev libzstd-dev
+  libcli11-dev libyaml-cpp-dev libzstd-dev libsimdjson-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest sqlite3 curl
   # demo (example training script)
