@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <utility>
 
@@ -125,37 +127,39 @@ http::Handler Wrap(JsonHandler fn) {
   });
 }
 
-// Appends `v` as JSON the way proto3 does: non-finite values as strings,
-// finite ones in the shortest form that reads back exactly, always as a float.
-void AppendDouble(std::string& out, double v) {
-  if (std::isnan(v)) {
-    out += "\"NaN\"";
-  } else if (std::isinf(v)) {
-    out += v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
-  } else {
-    size_t start = out.size();
-    fmt::format_to(std::back_inserter(out), "{}", v);
-    if (out.find_first_of(".eE", start) == std::string::npos) out += ".0";
-  }
+// Writes `v` as JSON the way proto3 does: non-finite values as strings,
+// finite ones in the shortest form that reads back exactly, always as a
+// float. REQUIRES: 32 bytes of room at `p`. Returns the end of what it wrote.
+char* WriteDouble(char* p, double v) {
+  if (std::isnan(v)) return std::copy_n("\"NaN\"", 5, p);
+  if (std::isinf(v)) return v > 0 ? std::copy_n("\"Infinity\"", 10, p) : std::copy_n("\"-Infinity\"", 11, p);
+  char* end = std::to_chars(p, p + 32, v).ptr;
+  if (std::find_if(p, end, [](char c) { return c == '.' || c == 'e'; }) == end) end = std::copy_n(".0", 2, end);
+  return end;
 }
 
 // {"metrics":[...],"next_page_token":"..."} for a history page, written
-// directly: a million points take ~0.1 s this way, several with a DOM.
+// straight into one buffer: a million points take ~0.1 s this way, seconds
+// with a JSON DOM.
 std::string HistoryJson(const tracking::MetricHistoryPage& page, const std::string& key) {
-  std::string out;
-  std::string key_json = Json(key).dump();
-  out.reserve(32 + page.metrics.size() * (key_json.size() + 72));
-  out += "{\"metrics\":[";
+  const std::string head = "{\"key\":" + Json(key).dump() + ",\"value\":";
+  // Per point: head + value (<= 32) + two int64 fields with their names (<= 60) + "},".
+  const size_t per_point = head.size() + 100;
+  std::string out(32 + page.metrics.size() * per_point + page.next_page_token.size() * 2 + 64, '\0');
+  char* p = std::copy_n("{\"metrics\":[", 12, out.data());
   for (size_t i = 0; i < page.metrics.size(); ++i) {
     const Metric& m = page.metrics[i];
-    if (i) out += ',';
-    out += "{\"key\":";
-    out += key_json;
-    out += ",\"value\":";
-    AppendDouble(out, m.value);
-    fmt::format_to(std::back_inserter(out), ",\"timestamp\":{},\"step\":{}}}", m.timestamp, m.step);
+    if (i) *p++ = ',';
+    p = std::copy(head.begin(), head.end(), p);
+    p = WriteDouble(p, m.value);
+    p = std::copy_n(",\"timestamp\":", 13, p);
+    p = std::to_chars(p, p + 20, m.timestamp).ptr;
+    p = std::copy_n(",\"step\":", 8, p);
+    p = std::to_chars(p, p + 20, m.step).ptr;
+    *p++ = '}';
   }
-  out += ']';
+  *p++ = ']';
+  out.resize(p - out.data());
   if (!page.next_page_token.empty()) out += ",\"next_page_token\":" + Json(page.next_page_token).dump();
   out += '}';
   return out;

@@ -17,6 +17,7 @@ namespace cairn::db {
 namespace {
 
 // Page cache per connection, in KiB (negative cache_size means KiB).
+constexpr int64_t kMmapBytes = int64_t{1} << 30;
 constexpr int kCacheKiB = 8 * 1024;
 // Execute() keeps single statements it has run prepared, up to this many.
 constexpr size_t kMaxExecuteCache = 64;
@@ -287,8 +288,11 @@ class SqliteConnection final : public Connection {
           fmt::format("cannot switch to WAL mode (journal_mode is '{}'); is the file on a network file system?", got));
     }
     RETURN_IF_ERROR(Execute(fmt::format(
-        "PRAGMA synchronous={}; PRAGMA foreign_keys=ON; PRAGMA cache_size=-{}; PRAGMA temp_store=MEMORY;",
-        options.durable ? "FULL" : "NORMAL", kCacheKiB)));
+        "PRAGMA synchronous={}; PRAGMA foreign_keys=ON; PRAGMA cache_size=-{}; PRAGMA temp_store=MEMORY; "
+        // Reads through a memory map skip a read() per page: searches over
+        // large databases spend most of their time fetching pages otherwise.
+        "PRAGMA mmap_size={};",
+        options.durable ? "FULL" : "NORMAL", kCacheKiB, kMmapBytes)));
     exec_cache_.clear();
     ASSIGN_OR_RETURN(begin_, PrepareOne("BEGIN IMMEDIATE", SQLITE_PREPARE_PERSISTENT));
     ASSIGN_OR_RETURN(commit_, PrepareOne("COMMIT", SQLITE_PREPARE_PERSISTENT));
