@@ -1,5 +1,7 @@
 #include "api/errors.h"
 
+#include <spdlog/spdlog.h>
+
 #include <string_view>
 
 namespace cairn::api {
@@ -57,6 +59,8 @@ ErrorMapping MapError(const absl::Status& status) {
 
 http::Response ErrorResponse(const absl::Status& status) {
   ErrorMapping m = MapError(status);
+  // Client mistakes are answered, not logged; server-side failures are both.
+  if (m.http_status >= 500) spdlog::error("{}: {}", m.error_code, status.message());
   return http::Response::JsonBody(m.http_status,
                                   Json{{"error_code", m.error_code}, {"message", std::string(status.message())}});
 }

@@ -17,7 +17,7 @@
 namespace cairn::cli {
 
 absl::Status RunServer(const ServerOptions& options) {
-  RETURN_IF_ERROR(InitLogging(options.log_level));
+  RETURN_IF_ERROR(InitLogging(options.log_level, options.data_dir + "/logs/cairn.log"));
   // Block the stop signals before any thread starts, so that every thread
   // inherits the mask and sigwait() below is the only receiver.
   sigset_t stop_signals;
@@ -38,7 +38,8 @@ absl::Status RunServer(const ServerOptions& options) {
   }
   std::printf("Cairn server listening on http://%s:%d\n", options.host.c_str(), (*server)->port());
   std::fflush(stdout);
-  spdlog::info("data directory {}", dir->path());
+  spdlog::info("Cairn {} serving data directory {} on {}:{}", CAIRN_VERSION, dir->path(), options.host,
+               (*server)->port());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
