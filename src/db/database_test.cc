@@ -1,6 +1,7 @@
 // The shared Database suite: every implementation must pass it. To add one,
 // write a DatabaseBackend (a fresh, empty database per call) and add it to
 // INSTANTIATE_TEST_SUITE_P below.
+#include "base/testing.h"
 #include "db/database.h"
 
 #include <stdlib.h>
@@ -26,17 +27,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-#define ASSERT_OK(expr)                      \
-  do {                                       \
-    const absl::Status s_ = (expr);          \
-    ASSERT_TRUE(s_.ok()) << s_.ToString();   \
-  } while (0)
-
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                        \
-  auto CAIRN_STATUS_CONCAT_(sor_, __LINE__) = (expr);          \
-  ASSERT_TRUE(CAIRN_STATUS_CONCAT_(sor_, __LINE__).ok())       \
-      << CAIRN_STATUS_CONCAT_(sor_, __LINE__).status().ToString(); \
-  lhs = std::move(CAIRN_STATUS_CONCAT_(sor_, __LINE__)).value()
 
 struct DatabaseBackend {
   std::string name;
@@ -47,9 +37,9 @@ struct DatabaseBackend {
 
 void PrintTo(const DatabaseBackend& backend, std::ostream* os) { *os << backend.name; }
 
-std::string PrintBackend(const testing::TestParamInfo<DatabaseBackend>& info) { return info.param.name; }
+std::string PrintBackend(const ::testing::TestParamInfo<DatabaseBackend>& info) { return info.param.name; }
 
-class DatabaseTest : public testing::TestWithParam<DatabaseBackend> {
+class DatabaseTest : public ::testing::TestWithParam<DatabaseBackend> {
  protected:
   void SetUp() override {
     std::string tmpl = (std::filesystem::temp_directory_path() / "cairn-db-test-XXXXXX").string();
@@ -689,7 +679,7 @@ absl::StatusOr<std::unique_ptr<Database>> OpenTestSqlite(const std::string& dir)
   return OpenSqliteDatabase({.path = dir + "/test.db", .durable = false, .busy_timeout_ms = 30000});
 }
 
-INSTANTIATE_TEST_SUITE_P(Sqlite, DatabaseTest, testing::Values(DatabaseBackend{"sqlite", OpenTestSqlite}),
+INSTANTIATE_TEST_SUITE_P(Sqlite, DatabaseTest, ::testing::Values(DatabaseBackend{"sqlite", OpenTestSqlite}),
                          PrintBackend);
 
 }  // namespace

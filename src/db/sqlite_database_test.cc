@@ -1,6 +1,7 @@
 // SQLite-specific behaviour: connection settings, open errors, lock
 // contention, integrity checking and crash durability. The behaviour every
 // Database shares is tested in database_test.cc.
+#include "base/testing.h"
 #include "db/sqlite_database.h"
 
 #include <signal.h>
@@ -21,19 +22,8 @@
 namespace cairn::db {
 namespace {
 
-#define ASSERT_OK(expr)                    \
-  do {                                     \
-    const absl::Status s_ = (expr);        \
-    ASSERT_TRUE(s_.ok()) << s_.ToString(); \
-  } while (0)
 
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                            \
-  auto CAIRN_STATUS_CONCAT_(sor_, __LINE__) = (expr);              \
-  ASSERT_TRUE(CAIRN_STATUS_CONCAT_(sor_, __LINE__).ok())           \
-      << CAIRN_STATUS_CONCAT_(sor_, __LINE__).status().ToString(); \
-  lhs = std::move(CAIRN_STATUS_CONCAT_(sor_, __LINE__)).value()
-
-class SqliteDatabaseTest : public testing::Test {
+class SqliteDatabaseTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string tmpl = (std::filesystem::temp_directory_path() / "cairn-sqlite-test-XXXXXX").string();
@@ -93,7 +83,7 @@ TEST_F(SqliteDatabaseTest, InMemoryPathsAreRefused) {
 TEST_F(SqliteDatabaseTest, MissingDirectoryFailsWithThePath) {
   auto db = OpenSqliteDatabase({.path = dir_ + "/no/such/dir/cairn.db"});
   ASSERT_FALSE(db.ok());
-  EXPECT_THAT(std::string(db.status().message()), testing::HasSubstr("no/such/dir"));
+  EXPECT_THAT(std::string(db.status().message()), ::testing::HasSubstr("no/such/dir"));
 }
 
 TEST_F(SqliteDatabaseTest, NotADatabaseIsDataLoss) {
@@ -126,7 +116,7 @@ TEST_F(SqliteDatabaseTest, IntegrityCheckOfSoundDatabaseIsEmpty) {
   ASSERT_OK(conn->Execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT); CREATE INDEX tb ON t (b);"
                           "INSERT INTO t (b) VALUES ('x'), ('y')"));
   ASSERT_OK_AND_ASSIGN(auto problems, IntegrityCheck(*conn));
-  EXPECT_THAT(problems, testing::IsEmpty());
+  EXPECT_THAT(problems, ::testing::IsEmpty());
 }
 
 TEST_F(SqliteDatabaseTest, IntegrityCheckFindsCorruption) {
@@ -155,7 +145,7 @@ TEST_F(SqliteDatabaseTest, IntegrityCheckFindsCorruption) {
   ASSERT_OK_AND_ASSIGN(auto conn, db->Connect());
   auto problems = IntegrityCheck(*conn);
   if (problems.ok()) {
-    EXPECT_THAT(*problems, testing::Not(testing::IsEmpty()));
+    EXPECT_THAT(*problems, ::testing::Not(::testing::IsEmpty()));
   } else {
     EXPECT_EQ(problems.status().code(), absl::StatusCode::kDataLoss) << problems.status();
   }
@@ -189,10 +179,10 @@ TEST_F(SqliteDatabaseTest, IntegrityCheckFindsCorruption) {
 TEST_F(SqliteDatabaseTest, AcknowledgedCommitsSurviveKill9) {
   std::random_device seed_source;
   const unsigned seed = seed_source();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
   for (int round = 0; round < 4; ++round) {
-    SCOPED_TRACE(testing::Message() << "round " << round);
+    SCOPED_TRACE(::testing::Message() << "round " << round);
     int fds[2];
     ASSERT_EQ(pipe(fds), 0);
     fflush(nullptr);
@@ -232,7 +222,7 @@ TEST_F(SqliteDatabaseTest, AcknowledgedCommitsSurviveKill9) {
     ASSERT_OK_AND_ASSIGN(auto db, OpenSqliteDatabase({.path = path_}));
     ASSERT_OK_AND_ASSIGN(auto conn, db->Connect());
     ASSERT_OK_AND_ASSIGN(auto problems, IntegrityCheck(*conn));
-    EXPECT_THAT(problems, testing::IsEmpty());
+    EXPECT_THAT(problems, ::testing::IsEmpty());
     ASSERT_OK_AND_ASSIGN(auto st, conn->Prepare("SELECT COUNT(*), COALESCE(MAX(id), -1) FROM acked"));
     ASSERT_OK_AND_ASSIGN(bool row, st->Step());
     ASSERT_TRUE(row);
