@@ -141,14 +141,14 @@ char* WriteDouble(char* p, double v) {
 // {"metrics":[...],"next_page_token":"..."} for a history page, written
 // straight into one buffer: a million points take ~0.1 s this way, seconds
 // with a JSON DOM.
-std::string HistoryJson(const tracking::MetricHistoryPage& page, const std::string& key) {
-  const std::string head = "{\"key\":" + Json(key).dump() + ",\"value\":";
+std::string HistoryJson(const tracking::MetricHistoryPage& page) {
+  const std::string head = "{\"key\":" + Json(page.key).dump() + ",\"value\":";
   // Per point: head + value (<= 32) + two int64 fields with their names (<= 60) + "},".
   const size_t per_point = head.size() + 100;
-  std::string out(32 + page.metrics.size() * per_point + page.next_page_token.size() * 2 + 64, '\0');
+  std::string out(32 + page.points.size() * per_point + page.next_page_token.size() * 2 + 64, '\0');
   char* p = std::copy_n("{\"metrics\":[", 12, out.data());
-  for (size_t i = 0; i < page.metrics.size(); ++i) {
-    const Metric& m = page.metrics[i];
+  for (size_t i = 0; i < page.points.size(); ++i) {
+    const tracking::MetricPoint& m = page.points[i];
     if (i) *p++ = ',';
     p = std::copy(head.begin(), head.end(), p);
     p = WriteDouble(p, m.value);
@@ -409,7 +409,7 @@ void AddMlflowRoutes(DataDirectory& dir, http::Router& router) {
         ASSIGN_OR_RETURN(int max_results, GetMaxResults(msg, 0));
         ASSIGN_OR_RETURN(auto token, GetOptionalString(msg, "page_token"));
         ASSIGN_OR_RETURN(auto page, store.GetMetricHistory(id, key, max_results, token.value_or("")));
-        return HistoryJson(page, key);
+        return HistoryJson(page);
       }));
   Add(router, kGet, "artifacts/list", Wrap([&store](const Json& msg) -> absl::StatusOr<Json> {
         ASSIGN_OR_RETURN(std::string id, RunIdOf(msg));

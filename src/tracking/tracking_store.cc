@@ -43,9 +43,8 @@ void AppendPoint(std::string& blob, const Metric& m) {
   blob.append(buf, kPointSize);
 }
 
-Metric ReadPoint(const std::string& key, const char* p) {
-  Metric m;
-  m.key = key;
+MetricPoint ReadPoint(const char* p) {
+  MetricPoint m;
   std::memcpy(&m.value, p, 8);
   std::memcpy(&m.timestamp, p + 8, 8);
   std::memcpy(&m.step, p + 16, 8);
@@ -928,9 +927,10 @@ absl::StatusOr<MetricHistoryPage> TrackingStore::GetMetricHistory(const std::str
   st->BindText(1, run_id);
   st->BindText(2, key);
   MetricHistoryPage page;
+  page.key = key;
   int64_t skip = offset;
   int64_t want = max_results > 0 ? max_results : std::numeric_limits<int64_t>::max();
-  page.metrics.reserve(static_cast<size_t>(std::clamp<int64_t>(std::min(points - offset, want), 0, points)));
+  page.points.reserve(static_cast<size_t>(std::clamp<int64_t>(std::min(points - offset, want), 0, points)));
   bool more = false;
   for (;;) {
     ASSIGN_OR_RETURN(bool row, st->Step());
@@ -947,17 +947,17 @@ absl::StatusOr<MetricHistoryPage> TrackingStore::GetMetricHistory(const std::str
       continue;
     }
     for (int64_t p = skip; p < count; ++p) {
-      if (static_cast<int64_t>(page.metrics.size()) >= want) {
+      if (static_cast<int64_t>(page.points.size()) >= want) {
         more = true;
         break;
       }
-      page.metrics.push_back(ReadPoint(key, data.data() + p * kPointSize));
+      page.points.push_back(ReadPoint(data.data() + p * kPointSize));
     }
     skip = 0;
     if (more) break;
   }
   st->Reset();
-  if (more) page.next_page_token = EncodePageToken(offset + static_cast<int64_t>(page.metrics.size()));
+  if (more) page.next_page_token = EncodePageToken(offset + static_cast<int64_t>(page.points.size()));
   return page;
 }
 

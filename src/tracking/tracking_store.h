@@ -100,8 +100,11 @@ struct SearchExperimentsResult {
   std::string next_page_token;
 };
 
+// A page of one metric's history. Points are kept without their key, so a
+// million-point history is 24 MB rather than 56.
 struct MetricHistoryPage {
-  std::vector<Metric> metrics;
+  std::string key;
+  std::vector<MetricPoint> points;
   std::string next_page_token;
 };
 

@@ -112,7 +112,7 @@ TEST_F(TrackingStoreTest, FailedBatchChangesNothing) {
   EXPECT_TRUE(r->metrics.empty());
   auto h = store_->GetMetricHistory(run, "loss", 0, "");
   ASSERT_THAT(h, IsOk());
-  EXPECT_TRUE(h->metrics.empty());
+  EXPECT_TRUE(h->points.empty());
 }
 
 TEST_F(TrackingStoreTest, MetricHistoryKeepsOrderAndPaginates) {
@@ -124,8 +124,8 @@ TEST_F(TrackingStoreTest, MetricHistoryKeepsOrderAndPaginates) {
   }
   auto all = store_->GetMetricHistory(run, "loss", 0, "");
   ASSERT_THAT(all, IsOk());
-  ASSERT_EQ(all->metrics.size(), 50u);
-  for (int i = 0; i < 50; ++i) EXPECT_EQ(all->metrics[i].step, i);
+  ASSERT_EQ(all->points.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(all->points[i].step, i);
   EXPECT_TRUE(all->next_page_token.empty());
 
   std::vector<int64_t> steps;
@@ -134,7 +134,7 @@ TEST_F(TrackingStoreTest, MetricHistoryKeepsOrderAndPaginates) {
   do {
     auto page = store_->GetMetricHistory(run, "loss", 15, token);
     ASSERT_THAT(page, IsOk());
-    for (const Metric& m : page->metrics) steps.push_back(m.step);
+    for (const MetricPoint& m : page->points) steps.push_back(m.step);
     token = page->next_page_token;
     ++pages;
   } while (!token.empty());
@@ -279,7 +279,7 @@ TEST_F(TrackingStoreTest, ConcurrentBatchesAllLand) {
   for (int t = 0; t < 8; ++t) {
     auto h = store_->GetMetricHistory(run, "m" + std::to_string(t), 0, "");
     ASSERT_THAT(h, IsOk());
-    EXPECT_EQ(h->metrics.size(), 1000u);
+    EXPECT_EQ(h->points.size(), 1000u);
   }
 }
 

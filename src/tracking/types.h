@@ -30,6 +30,13 @@ struct Metric {
   int64_t step = 0;
 };
 
+// One point of a metric's history (the key is held once, by its owner).
+struct MetricPoint {
+  double value = 0;
+  int64_t timestamp = 0;  // unix ms
+  int64_t step = 0;
+};
+
 struct Experiment {
   std::string experiment_id;
   std::string name;
