@@ -985,9 +985,25 @@ absl::StatusOr<SqlFragment> FilterToSql(const Domain& domain, const std::vector<
     return w.Take();
   }
   const std::string table(domain.table);
+  // One clause drives the search through its (key, value) index: the one
+  // likely to match fewest rows — an equality on a param or tag, else a
+  // metric comparison, else any param or tag clause. The others are checked
+  // per candidate (correlated EXISTS, a primary-key probe each), which costs
+  // far less than materialising every clause's matches.
+  auto rank = [](const FilterClause& c) {
+    if ((c.entity == EntityType::kParam || c.entity == EntityType::kTag) && c.comparator == Comparator::kEq) return 3;
+    if (c.entity == EntityType::kMetric && c.comparator != Comparator::kNe) return 2;
+    if ((c.entity == EntityType::kParam || c.entity == EntityType::kTag) && c.comparator != Comparator::kNe) return 1;
+    return 0;
+  };
+  size_t driver = clauses.size();
+  for (size_t i = 0; i < clauses.size(); ++i) {
+    if (rank(clauses[i]) > 0 && (driver == clauses.size() || rank(clauses[i]) > rank(clauses[driver]))) driver = i;
+  }
   for (size_t i = 0; i < clauses.size(); ++i) {
     const FilterClause& c = clauses[i];
     const AttributeSpec* attribute = nullptr;
+    const bool drives = i == driver;
     RETURN_IF_ERROR(ValidateClause(domain, c, &attribute));
     if (i > 0) w << " AND ";
     switch (c.entity) {
@@ -998,10 +1014,13 @@ absl::StatusOr<SqlFragment> FilterToSql(const Domain& domain, const std::vector<
         // NaN is stored as value NULL with is_nan = 1: it fails every
         // comparison except !=, as NaN does in IEEE arithmetic.
         const std::string a = fmt::format("m{}", i);
-        // `x IN (subquery)` rather than a correlated EXISTS: the database can
-        // then drive the search from the (key, value) index of the most
-        // selective clause instead of probing every run of the experiments.
-        w << "runs.run_uuid IN (SELECT " << a << ".run_uuid FROM latest_metrics " << a << " WHERE " << a << ".key = ";
+        if (drives) {
+          w << "runs.run_uuid IN (SELECT " << a << ".run_uuid FROM latest_metrics " << a << " WHERE " << a
+            << ".key = ";
+        } else {
+          w << "EXISTS (SELECT 1 FROM latest_metrics " << a << " WHERE " << a << ".run_uuid = runs.run_uuid AND "
+            << a << ".key = ";
+        }
         w.Param(c.key);
         w << " AND ";
         if (c.comparator == Comparator::kNe) {
@@ -1022,8 +1041,13 @@ absl::StatusOr<SqlFragment> FilterToSql(const Domain& domain, const std::vector<
                                       : c.entity == EntityType::kParam ? "params"
                                                                        : "tags";
         const std::string_view id_column = experiment ? "experiment_id" : "run_uuid";
-        w << table << "." << id_column << " IN (SELECT " << a << "." << id_column << " FROM " << from << " " << a
-          << " WHERE " << a << ".key = ";
+        if (drives || experiment) {
+          w << table << "." << id_column << " IN (SELECT " << a << "." << id_column << " FROM " << from << " " << a
+            << " WHERE " << a << ".key = ";
+        } else {
+          w << "EXISTS (SELECT 1 FROM " << from << " " << a << " WHERE " << a << "." << id_column << " = " << table
+            << "." << id_column << " AND " << a << ".key = ";
+        }
         w.Param(c.key);
         w << " AND ";
         WriteComparison(w, a + ".value", c, dialect);
@@ -1046,7 +1070,9 @@ absl::StatusOr<SqlFragment> FilterToSql(const Domain& domain, const std::vector<
       }
     }
   }
-  return w.Take();
+  SqlFragment out = w.Take();
+  out.has_driver = driver < clauses.size() && domain.table == "runs";
+  return out;
 }
 
 std::string_view TextCollation(SqlDialect dialect) { return dialect == SqlDialect::kPostgres ? " COLLATE \"C\"" : ""; }

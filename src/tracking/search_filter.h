@@ -98,6 +98,11 @@ using SqlValue = std::variant<int64_t, double, std::string>;
 struct SqlFragment {
   std::string sql;
   std::vector<SqlValue> params;
+  // For a runs filter: true when one clause is written as
+  // `runs.run_uuid IN (SELECT ... index range ...)` to drive the search. The
+  // caller should then keep other indexes of `runs` from driving it (SQLite:
+  // write `+runs.experiment_id`), or the database probes every run instead.
+  bool has_driver = false;
 };
 
 enum class EntityType { kMetric, kParam, kTag, kAttribute, kDataset };

@@ -265,9 +265,10 @@ TEST(RunFilterToSqlTest, EmptyFilterIsTrue) {
 TEST(RunFilterToSqlTest, ExactSql) {
   SqlFragment f = RunWhere("metrics.acc > 0.5 AND params.lr = '0.1' AND status = 'FINISHED'");
   EXPECT_EQ(f.sql,
-            "runs.run_uuid IN (SELECT m0.run_uuid FROM latest_metrics m0 WHERE m0.key = ? AND m0.value > ?) AND "
-            "runs.run_uuid IN (SELECT p1.run_uuid FROM params p1 WHERE p1.key = ? AND p1.value = ?) AND "
-            "runs.status = ?");
+            "EXISTS (SELECT 1 FROM latest_metrics m0 WHERE m0.run_uuid = runs.run_uuid AND m0.key = ? AND "
+            "m0.value > ?) AND runs.run_uuid IN (SELECT p1.run_uuid FROM params p1 WHERE p1.key = ? AND "
+            "p1.value = ?) AND runs.status = ?");
+  EXPECT_TRUE(f.has_driver);  // the param equality drives
   ASSERT_EQ(f.params.size(), 5u);
   EXPECT_EQ(std::get<std::string>(f.params[0]), "acc");
   EXPECT_EQ(std::get<double>(f.params[1]), 0.5);
@@ -275,8 +276,9 @@ TEST(RunFilterToSqlTest, ExactSql) {
 
   f = RunWhere("metrics.loss != 1");
   EXPECT_EQ(f.sql,
-            "runs.run_uuid IN (SELECT m0.run_uuid FROM latest_metrics m0 WHERE m0.key = ? AND "
+            "EXISTS (SELECT 1 FROM latest_metrics m0 WHERE m0.run_uuid = runs.run_uuid AND m0.key = ? AND "
             "(m0.value <> ? OR m0.is_nan <> 0))");
+  EXPECT_FALSE(f.has_driver);  // != matches most runs: nothing to drive with
 
   f = RunWhere("tags.t ILIKE 'A%b' AND run_id NOT IN ('x', 'y')");
   EXPECT_EQ(f.sql,

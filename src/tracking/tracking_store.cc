@@ -887,8 +887,8 @@ absl::StatusOr<SearchRunsResult> TrackingStore::SearchRuns(const SearchRunsReque
 
   auto stages = StagesFor(request.view_type);
   std::string sql = fmt::format(
-      "SELECT runs.run_uuid FROM runs WHERE runs.experiment_id IN ({}) AND runs.lifecycle_stage IN ({})",
-      Placeholders(request.experiment_ids.size()), Placeholders(stages.size()));
+      "SELECT runs.run_uuid FROM runs WHERE {}runs.experiment_id IN ({}) AND runs.lifecycle_stage IN ({})",
+      where.has_driver ? "+" : "", Placeholders(request.experiment_ids.size()), Placeholders(stages.size()));
   if (!where.sql.empty()) sql += " AND (" + where.sql + ")";
   sql += " ORDER BY " + order.sql + " LIMIT ? OFFSET ?";
 
