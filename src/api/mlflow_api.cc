@@ -165,7 +165,7 @@ std::string HistoryJson(const tracking::MetricHistoryPage& page) {
   return out;
 }
 
-void Add(http::Router& router, std::vector<Method> methods, const std::string& path, const http::Handler& handler,
+void Add(http::Router& router, const std::vector<Method>& methods, const std::string& path, const http::Handler& handler,
          http::RouteOptions options = {}) {
   for (Method m : methods) {
     router.Add(m, "/api/2.0/mlflow/" + path, handler, options);

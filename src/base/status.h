@@ -36,10 +36,14 @@
     if (!cairn_status_.ok()) return cairn_status_;   \
   } while (0)
 
+// `tmp` names a variable and `lhs` may be a declaration: neither can be
+// parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define CAIRN_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                 \
   if (!tmp.ok()) return std::move(tmp).status();     \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 // Evaluates `expr` (an absl::StatusOr<T>); on error returns its status, else
 // assigns the value to `lhs` (which may be a declaration: `auto x`).

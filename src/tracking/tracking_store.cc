@@ -91,7 +91,7 @@ absl::Status ExperimentNotFound(const std::string& id) {
 int ClampMaxResults(int max_results) { return max_results <= 0 ? kMaxResultsDefault : max_results; }
 
 // Bounds what a filter can cost: SQLite allows at most 32766 bound parameters.
-constexpr size_t kMaxFilterLength = 64 * 1024;
+constexpr size_t kMaxFilterLength = size_t{64} * 1024;
 
 absl::Status CheckFilterLength(const std::string& filter) {
   if (filter.size() > kMaxFilterLength) {
@@ -157,6 +157,7 @@ absl::StatusOr<std::vector<std::string>> SelectIds(db::Connection& conn, const s
 
 std::vector<SqlValue> StageValues(const std::vector<const char*>& stages) {
   std::vector<SqlValue> values;
+  values.reserve(stages.size());
   for (const char* s : stages) values.emplace_back(std::string(s));
   return values;
 }
@@ -820,7 +821,7 @@ absl::Status TrackingStore::LogInputs(const std::string& run_id, const std::vect
     if (in.dataset.name.empty() || in.dataset.digest.empty()) {
       return absl::InvalidArgumentError("Dataset name and digest are required for every dataset input.");
     }
-    if (in.dataset.name.size() > 500 || in.dataset.digest.size() > 36 * 4 || in.dataset.source.size() > 65535 ||
+    if (in.dataset.name.size() > 500 || in.dataset.digest.size() > 256 || in.dataset.source.size() > 65535 ||
         in.dataset.schema.size() > (1 << 20) || in.dataset.profile.size() > 16384) {
       return absl::InvalidArgumentError(fmt::format("Dataset '{}' has a field over its length limit.",
                                                     in.dataset.name.substr(0, 64)));
