@@ -17,7 +17,7 @@ CREATE TABLE experiment_tags (
   key TEXT NOT NULL,
   value TEXT NOT NULL,
   PRIMARY KEY (experiment_id, key)
-);
+) WITHOUT ROWID;
 CREATE TABLE runs (
   run_uuid TEXT PRIMARY KEY,
   experiment_id INTEGER NOT NULL REFERENCES experiments(experiment_id),
@@ -29,21 +29,21 @@ CREATE TABLE runs (
   lifecycle_stage TEXT NOT NULL DEFAULT 'active',
   artifact_uri TEXT NOT NULL,
   deleted_time INTEGER
-);
+) WITHOUT ROWID;
 CREATE INDEX runs_by_experiment ON runs (experiment_id, start_time);
 CREATE TABLE params (
   run_uuid TEXT NOT NULL,
   key TEXT NOT NULL,
   value TEXT NOT NULL,
   PRIMARY KEY (run_uuid, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX params_by_key ON params (key, value);
 CREATE TABLE tags (
   run_uuid TEXT NOT NULL,
   key TEXT NOT NULL,
   value TEXT NOT NULL,
   PRIMARY KEY (run_uuid, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX tags_by_key ON tags (key, value);
 CREATE TABLE latest_metrics (
   run_uuid TEXT NOT NULL,
@@ -53,7 +53,7 @@ CREATE TABLE latest_metrics (
   timestamp INTEGER NOT NULL,
   step INTEGER NOT NULL,
   PRIMARY KEY (run_uuid, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX latest_metrics_by_key ON latest_metrics (key, value);
 CREATE TABLE metric_chunks (
   run_uuid TEXT NOT NULL,
@@ -73,20 +73,20 @@ CREATE TABLE datasets (
   schema TEXT,
   profile TEXT,
   UNIQUE (experiment_id, name, digest)
-);
+) WITHOUT ROWID;
 CREATE TABLE run_inputs (
   run_uuid TEXT NOT NULL,
   dataset_uuid TEXT NOT NULL,
   context TEXT,
   tags TEXT,
   PRIMARY KEY (run_uuid, dataset_uuid)
-);
+) WITHOUT ROWID;
 CREATE TABLE artifacts (
   path TEXT PRIMARY KEY,
   digest TEXT NOT NULL,
   size INTEGER NOT NULL,
   created_time INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 )sql";
 
 constexpr db::Migration kMigrations[] = {
