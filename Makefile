@@ -43,7 +43,9 @@ test: test-unit test-python test-asan
 demo: build
 	@scripts/demo.sh
 
-bench: build
+# Build output goes to stderr so that stdout carries only the JSON lines.
+bench:
+	@$(MAKE) --no-print-directory build >&2
 	@scripts/bench.sh
 
 fuzz: setup
