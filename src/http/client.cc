@@ -29,10 +29,9 @@ namespace {
 
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+using internal::kNoBodyLimit;
 using internal::SocketStream;
 
-// Not boost::none: Beast 1.74 compares lengths against an empty optional as "over the limit".
-constexpr uint64_t kNoBodyLimit = std::numeric_limits<uint64_t>::max();
 constexpr int64_t kConnectTimeoutMs = 10000;
 constexpr int64_t kIoTimeoutMs = 300000;
 constexpr size_t kReadBufferSize = 64 * 1024;

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include <boost/asio/buffer.hpp>
@@ -25,6 +26,10 @@
 #include <boost/system/system_error.hpp>
 
 namespace cairn::http::internal {
+
+// "No limit" for Beast parsers' body_limit. Not boost::none: Beast 1.74
+// compares lengths against an empty optional as "over the limit".
+inline constexpr uint64_t kNoBodyLimit = std::numeric_limits<uint64_t>::max();
 
 class SocketStream {
  public:
