@@ -197,7 +197,9 @@ absl::StatusOr<DatasetManifest> DatasetManifest::Parse(std::string_view text) {
     auto path = DecodePath(f[4]);
     if (!path) return bad("bad path encoding");
     file.path = std::move(*path);
-    file.chunks.reserve(count);
+    // Each chunk line takes at least 74 bytes: never reserve more than the
+    // text can hold, whatever the (untrusted) count says.
+    file.chunks.reserve(std::min(count, (text.size() - pos) / 74));
     for (size_t i = 0; i < count; ++i) {
       if (!next_line(&line)) return bad("truncated chunk list");
       std::vector<std::string_view> c = SplitFields(line);

@@ -98,6 +98,9 @@ TEST(ManifestTest, ParseRejectsDamageAndNonCanonicalText) {
   rejects("cairn-manifest 1\nfile 644 0 0 a\n");             // mode not 4 digits
   rejects("cairn-manifest 1\nfile 0644 01 0 a\n");           // leading zero
   rejects("cairn-manifest 1\nfile 0644 99999999999999999999999 0 a\n");
+  // Regression (found by manifest_fuzz): a huge chunk count must not be
+  // trusted for allocation.
+  rejects("cairn-manifest 1\nfile 0644 999999999999999 999999999999999 a\n");
   EXPECT_THAT(DatasetManifest::Parse("cairn-manifest 1\n"), IsOk());  // the empty tree
 }
 
