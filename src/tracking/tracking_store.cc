@@ -164,6 +164,10 @@ std::vector<SqlValue> StageValues(const std::vector<const char*>& stages) {
 
 }  // namespace
 
+constexpr std::string_view kSelectExperiment =
+    "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM "
+    "experiments WHERE ";
+
 struct TrackingStore::RunRow {
   std::string experiment_id;
   LifecycleStage stage;
@@ -251,28 +255,21 @@ absl::StatusOr<std::string> TrackingStore::CreateExperiment(const std::string& n
   return id;
 }
 
-absl::StatusOr<Experiment> TrackingStore::LoadExperiment(db::Connection& conn, const std::string& where,
-                                                         const std::string& arg) {
-  ASSIGN_OR_RETURN(auto st, conn.Prepare("SELECT experiment_id, name, artifact_location, lifecycle_stage, "
-                                         "creation_time, last_update_time FROM experiments WHERE " +
-                                         where));
-  if (where.find("experiment_id") != std::string::npos) {
-    st->BindInt(1, std::stoll(arg));
-  } else {
-    st->BindText(1, arg);
-  }
-  ASSIGN_OR_RETURN(bool found, st->Step());
-  if (!found) return absl::NotFoundError("experiment not found");
+// Reads the experiment row `st` stands on (columns as in kExperimentColumns),
+// then its tags; resets `st`.
+static absl::StatusOr<Experiment> ReadExperiment(db::Connection& conn, db::Statement* st) {
   Experiment e;
-  e.experiment_id = std::to_string(st->ColumnInt(0));
+  const int64_t id = st->ColumnInt(0);
+  e.experiment_id = std::to_string(id);
   e.name = std::string(st->ColumnText(1));
   e.artifact_location = std::string(st->ColumnText(2));
   e.lifecycle_stage = StageOf(st->ColumnText(3));
   e.creation_time = st->ColumnInt(4);
   e.last_update_time = st->ColumnInt(5);
+  st->Reset();
   ASSIGN_OR_RETURN(db::Statement * tags,
                    conn.Cached("SELECT key, value FROM experiment_tags WHERE experiment_id = ? ORDER BY key"));
-  tags->BindInt(1, st->ColumnInt(0));
+  tags->BindInt(1, id);
   for (;;) {
     ASSIGN_OR_RETURN(bool row, tags->Step());
     if (!row) break;
@@ -282,21 +279,35 @@ absl::StatusOr<Experiment> TrackingStore::LoadExperiment(db::Connection& conn, c
   return e;
 }
 
+
+absl::StatusOr<Experiment> TrackingStore::LoadExperiment(db::Connection& conn, const std::string& experiment_id) {
+  RETURN_IF_ERROR(internal::ValidateExperimentId(experiment_id));
+  ASSIGN_OR_RETURN(db::Statement * st, conn.Cached(std::string(kSelectExperiment) + "experiment_id = ?"));
+  st->BindInt(1, std::stoll(experiment_id));
+  ASSIGN_OR_RETURN(bool found, st->Step());
+  if (!found) {
+    st->Reset();
+    return ExperimentNotFound(experiment_id);
+  }
+  return ReadExperiment(conn, st);
+}
+
 absl::StatusOr<Experiment> TrackingStore::GetExperiment(const std::string& experiment_id) {
   RETURN_IF_ERROR(internal::ValidateExperimentId(experiment_id));
   ASSIGN_OR_RETURN(auto lease, readers_->Acquire());
-  auto e = LoadExperiment(*lease, "experiment_id = ?", experiment_id);
-  if (absl::IsNotFound(e.status())) return ExperimentNotFound(experiment_id);
-  return e;
+  return LoadExperiment(*lease, experiment_id);
 }
 
 absl::StatusOr<Experiment> TrackingStore::GetExperimentByName(const std::string& name) {
   ASSIGN_OR_RETURN(auto lease, readers_->Acquire());
-  auto e = LoadExperiment(*lease, "name = ?", name);
-  if (absl::IsNotFound(e.status())) {
+  ASSIGN_OR_RETURN(db::Statement * st, lease->Cached(std::string(kSelectExperiment) + "name = ?"));
+  st->BindText(1, name);
+  ASSIGN_OR_RETURN(bool found, st->Step());
+  if (!found) {
+    st->Reset();
     return absl::NotFoundError(fmt::format("Could not find experiment with name '{}'", name));
   }
-  return e;
+  return ReadExperiment(*lease, st);
 }
 
 absl::StatusOr<SearchExperimentsResult> TrackingStore::SearchExperiments(const SearchExperimentsRequest& request) {
@@ -323,7 +334,7 @@ absl::StatusOr<SearchExperimentsResult> TrackingStore::SearchExperiments(const S
     result.next_page_token = EncodePageToken(offset + limit);
   }
   for (const std::string& id : ids) {
-    ASSIGN_OR_RETURN(Experiment e, LoadExperiment(conn, "experiment_id = ?", id));
+    ASSIGN_OR_RETURN(Experiment e, LoadExperiment(conn, id));
     result.experiments.push_back(std::move(e));
   }
   return result;
@@ -334,7 +345,7 @@ absl::Status TrackingStore::RenameExperiment(const std::string& experiment_id, c
   RETURN_IF_ERROR(internal::ValidateExperimentName(new_name));
   int64_t now = env_.NowMicros() / 1000;
   return committer_->Submit([&](db::Connection& conn) -> absl::Status {
-    ASSIGN_OR_RETURN(auto exp, LoadExperiment(conn, "experiment_id = ?", experiment_id));
+    ASSIGN_OR_RETURN(auto exp, LoadExperiment(conn, experiment_id));
     if (exp.lifecycle_stage != LifecycleStage::kActive) {
       return absl::InvalidArgumentError(
           fmt::format("Cannot rename a non-active experiment with ID {}.", experiment_id));
@@ -378,7 +389,7 @@ absl::Status TrackingStore::RestoreExperiment(const std::string& experiment_id) 
   RETURN_IF_ERROR(internal::ValidateExperimentId(experiment_id));
   int64_t now = env_.NowMicros() / 1000;
   return committer_->Submit([&](db::Connection& conn) -> absl::Status {
-    ASSIGN_OR_RETURN(auto exp, LoadExperiment(conn, "experiment_id = ?", experiment_id));
+    ASSIGN_OR_RETURN(auto exp, LoadExperiment(conn, experiment_id));
     if (exp.lifecycle_stage != LifecycleStage::kDeleted) {
       return absl::InvalidArgumentError(
           fmt::format("Cannot restore an active experiment with ID {}.", experiment_id));
@@ -400,10 +411,8 @@ absl::Status TrackingStore::SetExperimentTag(const std::string& experiment_id, c
   RETURN_IF_ERROR(internal::ValidateExperimentId(experiment_id));
   RETURN_IF_ERROR(internal::ValidateExperimentTag({key, value}));
   return committer_->Submit([&](db::Connection& conn) -> absl::Status {
-    auto exp = LoadExperiment(conn, "experiment_id = ?", experiment_id);
-    if (absl::IsNotFound(exp.status())) return ExperimentNotFound(experiment_id);
-    RETURN_IF_ERROR(exp.status());
-    if (exp->lifecycle_stage != LifecycleStage::kActive) {
+    ASSIGN_OR_RETURN(auto exp, LoadExperiment(conn, experiment_id));
+    if (exp.lifecycle_stage != LifecycleStage::kActive) {
       return absl::InvalidArgumentError(fmt::format(
           "The experiment {} must be in the 'active' state. Current state is deleted.", experiment_id));
     }
@@ -420,9 +429,7 @@ absl::Status TrackingStore::SetExperimentTag(const std::string& experiment_id, c
 absl::Status TrackingStore::DeleteExperimentTag(const std::string& experiment_id, const std::string& key) {
   RETURN_IF_ERROR(internal::ValidateExperimentId(experiment_id));
   return committer_->Submit([&](db::Connection& conn) -> absl::Status {
-    auto exp = LoadExperiment(conn, "experiment_id = ?", experiment_id);
-    if (absl::IsNotFound(exp.status())) return ExperimentNotFound(experiment_id);
-    RETURN_IF_ERROR(exp.status());
+    RETURN_IF_ERROR(LoadExperiment(conn, experiment_id).status());
     ASSIGN_OR_RETURN(db::Statement * st,
                      conn.Cached("DELETE FROM experiment_tags WHERE experiment_id = ? AND key = ?"));
     st->BindInt(1, std::stoll(experiment_id));
@@ -511,10 +518,8 @@ absl::StatusOr<Run> TrackingStore::CreateRun(const CreateRunRequest& request) {
   std::string run_id = NewRunId();
   int64_t start_time = request.start_time.value_or(env_.NowMicros() / 1000);
   RETURN_IF_ERROR(committer_->Submit([&](db::Connection& conn) -> absl::Status {
-    auto exp = LoadExperiment(conn, "experiment_id = ?", experiment_id);
-    if (absl::IsNotFound(exp.status())) return ExperimentNotFound(experiment_id);
-    RETURN_IF_ERROR(exp.status());
-    if (exp->lifecycle_stage != LifecycleStage::kActive) {
+    ASSIGN_OR_RETURN(auto exp, LoadExperiment(conn, experiment_id));
+    if (exp.lifecycle_stage != LifecycleStage::kActive) {
       return absl::InvalidArgumentError(
           fmt::format("Could not create run under non-active experiment with ID {}.", experiment_id));
     }
@@ -526,7 +531,7 @@ absl::StatusOr<Run> TrackingStore::CreateRun(const CreateRunRequest& request) {
     st->BindText(3, run_name);
     st->BindText(4, user_id);
     st->BindInt(5, start_time);
-    st->BindText(6, exp->artifact_location + "/" + run_id + "/artifacts");
+    st->BindText(6, exp.artifact_location + "/" + run_id + "/artifacts");
     RETURN_IF_ERROR(st->Run());
     for (const Tag& t : tags) RETURN_IF_ERROR(UpsertTag(conn, run_id, t));
     return absl::OkStatus();
@@ -650,12 +655,11 @@ absl::StatusOr<RunInfo> TrackingStore::UpdateRun(const UpdateRunRequest& request
   return run.info;
 }
 
-absl::Status TrackingStore::SetLifecycle(const std::string& run_id, LifecycleStage from, LifecycleStage to) {
+absl::Status TrackingStore::SetLifecycle(const std::string& run_id, LifecycleStage to) {
   RETURN_IF_ERROR(internal::ValidateRunId(run_id));
   int64_t now = env_.NowMicros() / 1000;
   return committer_->Submit([&](db::Connection& conn) -> absl::Status {
-    ASSIGN_OR_RETURN(RunRow row, LoadRunRow(conn, run_id));
-    (void)row;
+    RETURN_IF_ERROR(LoadRunRow(conn, run_id).status());  // kNotFound for an unknown run
     ASSIGN_OR_RETURN(db::Statement * st,
                      conn.Cached("UPDATE runs SET lifecycle_stage = ?, deleted_time = ? WHERE run_uuid = ?"));
     st->BindText(1, StageName(to));
@@ -665,17 +669,16 @@ absl::Status TrackingStore::SetLifecycle(const std::string& run_id, LifecycleSta
       st->BindNull(2);
     }
     st->BindText(3, run_id);
-    (void)from;
     return st->Run();
   });
 }
 
 absl::Status TrackingStore::DeleteRun(const std::string& run_id) {
-  return SetLifecycle(run_id, LifecycleStage::kActive, LifecycleStage::kDeleted);
+  return SetLifecycle(run_id, LifecycleStage::kDeleted);
 }
 
 absl::Status TrackingStore::RestoreRun(const std::string& run_id) {
-  return SetLifecycle(run_id, LifecycleStage::kDeleted, LifecycleStage::kActive);
+  return SetLifecycle(run_id, LifecycleStage::kActive);
 }
 
 absl::Status ValidateLogBatch(const std::string& run_id, std::span<const Metric> metrics,

@@ -173,11 +173,12 @@ class TrackingStore {
   struct RunRow;
   absl::StatusOr<RunRow> LoadRunRow(db::Connection& conn, const std::string& run_id);
   absl::StatusOr<std::vector<Run>> LoadRuns(db::Connection& conn, const std::vector<std::string>& run_ids);
-  absl::StatusOr<Experiment> LoadExperiment(db::Connection& conn, const std::string& where, const std::string& arg);
+  // kNotFound (MLflow's wording) if there is no such experiment.
+  absl::StatusOr<Experiment> LoadExperiment(db::Connection& conn, const std::string& experiment_id);
   SqlDialect dialect() const {
     return db_.dialect() == db::Dialect::kPostgres ? SqlDialect::kPostgres : SqlDialect::kSqlite;
   }
-  absl::Status SetLifecycle(const std::string& run_id, LifecycleStage from, LifecycleStage to);
+  absl::Status SetLifecycle(const std::string& run_id, LifecycleStage to);
 
   db::Database& db_;
   Env& env_;
