@@ -65,6 +65,7 @@ struct FileInfo {
   std::string name;  // Entry name within its directory (no path).
   bool is_dir = false;
   uint64_t size = 0;
+  int64_t mtime_micros = 0;  // Last modification (files); garbage collection's grace period reads it.
 };
 
 class Env {
@@ -90,6 +91,10 @@ class Env {
   virtual absl::Status RenameFile(const std::string& from, const std::string& to) = 0;
   // Makes directory entries (creations, renames) in `dir` durable.
   virtual absl::Status SyncDir(const std::string& dir) = 0;
+  // Sets the modification time of file `path` to now (kNotFound if absent).
+  // Stores "freshen" an object they were asked to write again, so garbage
+  // collection's grace period also protects objects reused by a new writer.
+  virtual absl::Status TouchFile(const std::string& path) = 0;
 
   // Microseconds since the Unix epoch (wall clock).
   virtual int64_t NowMicros() = 0;

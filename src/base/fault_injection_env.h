@@ -75,6 +75,7 @@ class FaultInjectionEnv : public Env {
   absl::Status CreateDirs(const std::string& dir) override;
   absl::Status DeleteDir(const std::string& dir) override { return base_.DeleteDir(dir); }
   absl::Status RenameFile(const std::string& from, const std::string& to) override;
+  absl::Status TouchFile(const std::string& path) override { return base_.TouchFile(path); }
   absl::Status SyncDir(const std::string& dir) override;
   int64_t NowMicros() override { return base_.NowMicros(); }
   int64_t MonotonicMicros() override { return base_.MonotonicMicros(); }

@@ -14,6 +14,7 @@ struct MemEnv::FileState {
   std::string data ABSL_GUARDED_BY(mu);
   // Length at the last successful Sync(); nullopt if never synced.
   std::optional<size_t> synced_size ABSL_GUARDED_BY(mu);
+  int64_t mtime_micros ABSL_GUARDED_BY(mu) = 0;
 };
 
 namespace {
@@ -154,6 +155,7 @@ absl::StatusOr<std::unique_ptr<RandomAccessFile>> MemEnv::NewRandomAccessFile(co
 
 absl::StatusOr<std::unique_ptr<WritableFile>> MemEnv::NewWritableFile(const std::string& path) {
   const std::string norm = Normalize(path);
+  const int64_t now = NowMicros();
   absl::MutexLock lock(&mu_);
   if (DirExistsLocked(norm)) {
     return absl::FailedPreconditionError(fmt::format("create {}: Is a directory", path));
@@ -162,6 +164,10 @@ absl::StatusOr<std::unique_ptr<WritableFile>> MemEnv::NewWritableFile(const std:
     return absl::NotFoundError(fmt::format("create {}: No such file or directory", path));
   }
   auto file = std::make_shared<FileState>();
+  {
+    absl::MutexLock file_lock(&file->mu);
+    file->mtime_micros = now;
+  }
   files_[norm] = file;
   return std::make_unique<MemWritableFile>(path, std::move(file));
 }
@@ -228,6 +234,7 @@ absl::StatusOr<std::vector<FileInfo>> MemEnv::GetChildren(const std::string& dir
     if (info.is_dir) continue;
     absl::MutexLock lock(&states[s]->mu);
     info.size = states[s]->data.size();
+    info.mtime_micros = states[s]->mtime_micros;
     ++s;
   }
   return out;
@@ -276,6 +283,14 @@ absl::Status MemEnv::DeleteDir(const std::string& dir) {
     return absl::FailedPreconditionError(fmt::format("rmdir {}: Directory not empty", dir));
   }
   dirs_.erase(norm);
+  return absl::OkStatus();
+}
+
+absl::Status MemEnv::TouchFile(const std::string& path) {
+  const int64_t now = NowMicros();
+  ASSIGN_OR_RETURN(std::shared_ptr<FileState> file, FindFile(path, "touch"));
+  absl::MutexLock lock(&file->mu);
+  file->mtime_micros = now;
   return absl::OkStatus();
 }
 

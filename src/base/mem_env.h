@@ -59,6 +59,8 @@ class MemEnv : public Env {
   absl::Status DeleteDir(const std::string& dir) override;
   absl::Status RenameFile(const std::string& from, const std::string& to) override;
   absl::Status SyncDir(const std::string& dir) override;
+  // The modification time is the file's creation time or its last touch.
+  absl::Status TouchFile(const std::string& path) override;
   int64_t NowMicros() override;
   int64_t MonotonicMicros() override;
   void SleepForMicros(int64_t micros) override;

@@ -204,10 +204,16 @@ class PosixEnv final : public Env {
       info.name = e->d_name;
       info.is_dir = S_ISDIR(st.st_mode);
       info.size = info.is_dir ? 0 : static_cast<uint64_t>(st.st_size);
+      info.mtime_micros = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000 + st.st_mtim.tv_nsec / 1000;
       out.push_back(std::move(info));
     }
     ::closedir(d);
     return out;
+  }
+
+  absl::Status TouchFile(const std::string& path) override {
+    if (::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) != 0) return ErrnoStatus("utimensat", path, errno);
+    return absl::OkStatus();
   }
 
   absl::Status DeleteFile(const std::string& path) override {

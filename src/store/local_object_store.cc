@@ -1,6 +1,7 @@
 #include "store/local_object_store.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -17,9 +18,15 @@ bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'
 
 class LocalObjectWriter final : public ObjectWriter {
  public:
+  // With `known_digest`, the caller vouches for the content's digest and the
+  // writer does not hash (ObjectStore::PutHashed).
   LocalObjectWriter(Env& env, const LocalObjectStore& store, std::string tmp_path,
-                    std::unique_ptr<WritableFile> file)
-      : env_(env), store_(store), tmp_path_(std::move(tmp_path)), file_(std::move(file)) {}
+                    std::unique_ptr<WritableFile> file, std::optional<Digest> known_digest = std::nullopt)
+      : env_(env),
+        store_(store),
+        tmp_path_(std::move(tmp_path)),
+        file_(std::move(file)),
+        known_digest_(known_digest) {}
 
   ~LocalObjectWriter() override {
     if (!done_) Discard();
@@ -28,7 +35,7 @@ class LocalObjectWriter final : public ObjectWriter {
   absl::Status Append(std::string_view data) override {
     if (done_) return absl::FailedPreconditionError("object writer: Append after Commit");
     RETURN_IF_ERROR(status_);
-    hasher_.Update(data);
+    if (!known_digest_) hasher_.Update(data);
     size_ += data.size();
     if (buffer_.size() + data.size() <= kWriteBufferSize) {
       if (buffer_.capacity() < kWriteBufferSize) buffer_.reserve(kWriteBufferSize);
@@ -67,7 +74,7 @@ class LocalObjectWriter final : public ObjectWriter {
     RETURN_IF_ERROR(file_->Sync());
     RETURN_IF_ERROR(file_->Close());
     file_.reset();
-    ObjectInfo info{hasher_.Finish(), size_};
+    ObjectInfo info{known_digest_ ? *known_digest_ : hasher_.Finish(), size_};
     const std::string path = store_.ObjectPath(info.digest);
 
     // Dedup: the same bytes are already stored. A copy of the wrong size
@@ -75,8 +82,10 @@ class LocalObjectWriter final : public ObjectWriter {
     absl::StatusOr<uint64_t> existing = env_.GetFileSize(path);
     if (existing.ok() && *existing == info.size) {
       // The object is already durable; a temp file we fail to delete here
-      // is removed by the next Create().
+      // is removed by the next Create(). Freshen it, so that garbage
+      // collection's grace period covers this writer's use of it.
       env_.DeleteFile(tmp_path_).IgnoreError();
+      RETURN_IF_ERROR(env_.TouchFile(path));
       return info;
     }
 
@@ -106,6 +115,7 @@ class LocalObjectWriter final : public ObjectWriter {
   const LocalObjectStore& store_;
   const std::string tmp_path_;
   std::unique_ptr<WritableFile> file_;
+  const std::optional<Digest> known_digest_;
   Sha256 hasher_;
   std::string buffer_;
   uint64_t size_ = 0;
@@ -235,6 +245,17 @@ absl::StatusOr<std::unique_ptr<ObjectWriter>> LocalObjectStore::NewWriter() {
   return std::make_unique<LocalObjectWriter>(env_, *this, std::move(tmp_path), std::move(file));
 }
 
+absl::Status LocalObjectStore::PutHashed(const Digest& digest, std::string_view data) {
+  const std::string path = ObjectPath(digest);
+  absl::StatusOr<uint64_t> existing = env_.GetFileSize(path);
+  if (existing.ok() && *existing == data.size()) return env_.TouchFile(path);
+  std::string tmp_path = JoinPath(TempDir(), NewRandomHex(16) + ".tmp");
+  ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, env_.NewWritableFile(tmp_path));
+  LocalObjectWriter writer(env_, *this, std::move(tmp_path), std::move(file), digest);
+  RETURN_IF_ERROR(writer.Append(data));
+  return writer.Commit().status();
+}
+
 absl::StatusOr<std::unique_ptr<ObjectReader>> LocalObjectStore::Open(const Digest& digest) {
   const std::string path = ObjectPath(digest);
   ASSIGN_OR_RETURN(uint64_t size, Size(digest));
@@ -290,7 +311,7 @@ absl::Status LocalObjectStore::List(const std::function<absl::Status(const Objec
         if (o.is_dir || !IsObjectName(o.name)) continue;
         if (o.name.compare(0, 2, s1.name) != 0 || o.name.compare(2, 2, s2.name) != 0) continue;
         ASSIGN_OR_RETURN(Digest digest, Digest::FromHex(o.name));
-        RETURN_IF_ERROR(fn(ObjectInfo{digest, o.size}));
+        RETURN_IF_ERROR(fn(ObjectInfo{digest, o.size, o.mtime_micros}));
       }
     }
   }

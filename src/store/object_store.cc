@@ -17,6 +17,15 @@ absl::StatusOr<Digest> ObjectStore::Put(std::string_view data) {
   return info.digest;
 }
 
+absl::Status ObjectStore::PutHashed(const Digest& digest, std::string_view data) {
+  ASSIGN_OR_RETURN(Digest actual, Put(data));
+  if (actual != digest) {
+    return absl::InternalError(
+        fmt::format("PutHashed: the caller's digest {} is not the data's {}", digest.ToHex(), actual.ToHex()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> ObjectStore::Get(const Digest& digest) {
   ASSIGN_OR_RETURN(std::unique_ptr<ObjectReader> reader, Open(digest));
   // Read straight into the result. The reader verifies the digest on the

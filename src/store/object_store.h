@@ -38,6 +38,9 @@ namespace cairn::store {
 struct ObjectInfo {
   Digest digest;
   uint64_t size = 0;
+  // When the object was last written or re-put (List only; 0 if unknown).
+  // Garbage collection spares objects younger than its grace period.
+  int64_t mtime_micros = 0;
 };
 
 // Streams a new object in. Nothing is visible until Commit() returns OK; a
@@ -47,7 +50,8 @@ class ObjectWriter {
   virtual ~ObjectWriter() = default;
   virtual absl::Status Append(std::string_view data) = 0;
   // Makes the object durable and visible under its digest. If an object with
-  // the same digest already exists, the new bytes are discarded.
+  // the same digest already exists, the new bytes are discarded and the
+  // existing object is freshened (its mtime_micros set to now).
   virtual absl::StatusOr<ObjectInfo> Commit() = 0;
 };
 
@@ -82,6 +86,14 @@ class ObjectStore {
   // Calls `fn` for every stored object; stops early and returns its error if
   // `fn` fails.
   virtual absl::Status List(const std::function<absl::Status(const ObjectInfo&)>& fn) = 0;
+
+  // Stores `data` whose SHA-256 the caller has just computed from these very
+  // bytes, so the store need not hash them again (dataset ingest hashes every
+  // chunk once and cannot afford a second pass). REQUIRES: digest ==
+  // SHA-256(data); a wrong digest is a bug in the caller, reported as corrupt
+  // by full reads and fsck. The default implementation hashes anyway and
+  // fails with kInternal on a mismatch.
+  virtual absl::Status PutHashed(const Digest& digest, std::string_view data);
 
   // Convenience: whole-object put and get through the streaming calls.
   absl::StatusOr<Digest> Put(std::string_view data);

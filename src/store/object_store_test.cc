@@ -1,6 +1,7 @@
 // The shared ObjectStore suite; see object_store_test.h.
 #include "store/object_store_test.h"
 
+#include <chrono>
 #include <set>
 #include <thread>
 
@@ -88,6 +89,31 @@ TEST_P(ObjectStoreTest, SameContentIsStoredOnce) {
   EXPECT_EQ(digests, (std::set<Digest>{a, b}));
   ASSERT_OK_AND_ASSIGN(int pending, harness_->PendingWritesForTest());
   EXPECT_EQ(pending, 0);
+}
+
+TEST_P(ObjectStoreTest, PutHashedStoresUnderTheGivenDigest) {
+  const std::string data = Pattern(300000, 7);
+  const Digest d = Sha256::Of(data);
+  ASSERT_OK(store().PutHashed(d, data));
+  ASSERT_OK_AND_ASSIGN(std::string got, store().Get(d));
+  EXPECT_EQ(got, data);
+  ASSERT_OK(store().PutHashed(d, data));  // again: stored once
+  EXPECT_EQ(ListAll(store()).size(), 1u);
+  ASSERT_OK_AND_ASSIGN(int pending, harness_->PendingWritesForTest());
+  EXPECT_EQ(pending, 0);
+}
+
+TEST_P(ObjectStoreTest, PutAgainFreshensTheObject) {
+  ASSERT_OK_AND_ASSIGN(Digest d, store().Put("reused bytes"));
+  std::vector<ObjectInfo> before = ListAll(store());
+  ASSERT_EQ(before.size(), 1u);
+  ASSERT_GT(before[0].mtime_micros, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_OK_AND_ASSIGN(Digest again, store().Put("reused bytes"));
+  EXPECT_EQ(again, d);
+  std::vector<ObjectInfo> after = ListAll(store());
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_GT(after[0].mtime_micros, before[0].mtime_micros);
 }
 
 TEST_P(ObjectStoreTest, StreamsALargeObject) {
