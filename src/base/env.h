@@ -95,6 +95,10 @@ class Env {
   // Stores "freshen" an object they were asked to write again, so garbage
   // collection's grace period also protects objects reused by a new writer.
   virtual absl::Status TouchFile(const std::string& path) = 0;
+  // Makes the content of the (closed) file `path` durable, like
+  // WritableFile::Sync: lets a writer write many files and sync them all at
+  // the end, when most of their data has already been written back.
+  virtual absl::Status SyncFile(const std::string& path) = 0;
 
   // Microseconds since the Unix epoch (wall clock).
   virtual int64_t NowMicros() = 0;

@@ -152,6 +152,11 @@ absl::Status FaultInjectionEnv::RenameFile(const std::string& from, const std::s
   return base_.RenameFile(from, to);
 }
 
+absl::Status FaultInjectionEnv::SyncFile(const std::string& path) {
+  RETURN_IF_ERROR(MaybeFail(Op::kSync));
+  return base_.SyncFile(path);
+}
+
 absl::Status FaultInjectionEnv::SyncDir(const std::string& dir) {
   RETURN_IF_ERROR(MaybeFail(Op::kSyncDir));
   return base_.SyncDir(dir);

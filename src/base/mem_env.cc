@@ -286,6 +286,13 @@ absl::Status MemEnv::DeleteDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+absl::Status MemEnv::SyncFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::shared_ptr<FileState> file, FindFile(path, "sync"));
+  absl::MutexLock lock(&file->mu);
+  file->synced_size = file->data.size();
+  return absl::OkStatus();
+}
+
 absl::Status MemEnv::TouchFile(const std::string& path) {
   const int64_t now = NowMicros();
   ASSIGN_OR_RETURN(std::shared_ptr<FileState> file, FindFile(path, "touch"));

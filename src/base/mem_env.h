@@ -61,6 +61,7 @@ class MemEnv : public Env {
   absl::Status SyncDir(const std::string& dir) override;
   // The modification time is the file's creation time or its last touch.
   absl::Status TouchFile(const std::string& path) override;
+  absl::Status SyncFile(const std::string& path) override;
   int64_t NowMicros() override;
   int64_t MonotonicMicros() override;
   void SleepForMicros(int64_t micros) override;

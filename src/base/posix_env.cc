@@ -211,6 +211,16 @@ class PosixEnv final : public Env {
     return out;
   }
 
+  absl::Status SyncFile(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open", path, errno);
+    int rc = ::fsync(fd);
+    int err = errno;
+    ::close(fd);
+    if (rc != 0) return ErrnoStatus("fsync", path, err);
+    return absl::OkStatus();
+  }
+
   absl::Status TouchFile(const std::string& path) override {
     if (::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) != 0) return ErrnoStatus("utimensat", path, errno);
     return absl::OkStatus();

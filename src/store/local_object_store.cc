@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 
 #include <fmt/format.h>
 
@@ -243,6 +247,106 @@ absl::StatusOr<std::unique_ptr<ObjectWriter>> LocalObjectStore::NewWriter() {
   std::string tmp_path = JoinPath(TempDir(), NewRandomHex(16) + ".tmp");
   ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, env_.NewWritableFile(tmp_path));
   return std::make_unique<LocalObjectWriter>(env_, *this, std::move(tmp_path), std::move(file));
+}
+
+namespace {
+
+class LocalWriteBatch final : public ObjectWriteBatch {
+ public:
+  LocalWriteBatch(Env& env, LocalObjectStore& store) : env_(env), store_(store) {}
+  ~LocalWriteBatch() override {
+    absl::MutexLock lock(&mu_);
+    for (const Pending& p : pending_) env_.DeleteFile(p.tmp).IgnoreError();
+  }
+
+  absl::Status PutHashed(const Digest& digest, std::string_view data) override {
+    const std::string path = store_.ObjectPath(digest);
+    absl::StatusOr<uint64_t> existing = env_.GetFileSize(path);
+    if (existing.ok() && *existing == data.size()) return env_.TouchFile(path);  // already durable
+    {
+      absl::MutexLock lock(&mu_);
+      if (!queued_.insert(digest).second) return absl::OkStatus();
+    }
+    std::string tmp = JoinPath(store_.TempDir(), NewRandomHex(16) + ".tmp");
+    absl::Status s = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, env_.NewWritableFile(tmp));
+      RETURN_IF_ERROR(file->Append(data));
+      return file->Close();
+    }();
+    absl::MutexLock lock(&mu_);
+    if (!s.ok()) {
+      queued_.erase(digest);
+      env_.DeleteFile(tmp).IgnoreError();
+      return s;
+    }
+    pending_.push_back({std::move(tmp), path, data.size()});
+    return absl::OkStatus();
+  }
+
+  absl::Status Commit() override {
+    std::vector<Pending> pending;
+    {
+      absl::MutexLock lock(&mu_);
+      pending.swap(pending_);
+      queued_.clear();
+    }
+    // Until every rename is done, a failure leaves only temp files (removed
+    // here or by the next Create()).
+    auto cleanup = [&](size_t from) {
+      for (size_t i = from; i < pending.size(); ++i) env_.DeleteFile(pending[i].tmp).IgnoreError();
+    };
+    for (size_t i = 0; i < pending.size(); ++i) {
+      if (absl::Status s = env_.SyncFile(pending[i].tmp); !s.ok()) {
+        cleanup(0);
+        return s;
+      }
+    }
+    std::set<std::string> shard_dirs;
+    for (size_t i = 0; i < pending.size(); ++i) {
+      const Pending& p = pending[i];
+      const std::string shard2 = DirName(p.path);
+      absl::Status s = [&]() -> absl::Status {
+        if (!env_.FileExists(shard2)) {
+          const std::string shard1 = DirName(shard2);
+          RETURN_IF_ERROR(env_.CreateDirs(shard2));
+          RETURN_IF_ERROR(env_.SyncDir(shard1));
+          RETURN_IF_ERROR(env_.SyncDir(store_.root()));
+        }
+        absl::StatusOr<uint64_t> existing = env_.GetFileSize(p.path);
+        if (existing.ok() && *existing == p.size) {
+          // Another writer stored it meanwhile.
+          env_.DeleteFile(p.tmp).IgnoreError();
+          return env_.TouchFile(p.path);
+        }
+        return env_.RenameFile(p.tmp, p.path);
+      }();
+      if (!s.ok()) {
+        cleanup(i);
+        return s;
+      }
+      shard_dirs.insert(shard2);
+    }
+    for (const std::string& dir : shard_dirs) RETURN_IF_ERROR(env_.SyncDir(dir));
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Pending {
+    std::string tmp;
+    std::string path;
+    uint64_t size;
+  };
+  Env& env_;
+  LocalObjectStore& store_;
+  absl::Mutex mu_;
+  std::vector<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<Digest> queued_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ObjectWriteBatch>> LocalObjectStore::NewWriteBatch() {
+  return std::make_unique<LocalWriteBatch>(env_, *this);
 }
 
 absl::Status LocalObjectStore::PutHashed(const Digest& digest, std::string_view data) {

@@ -56,6 +56,9 @@ class LocalObjectStore final : public ObjectStore {
   absl::StatusOr<std::unique_ptr<ObjectWriter>> NewWriter() override;
   // Writes without hashing (see ObjectStore::PutHashed).
   absl::Status PutHashed(const Digest& digest, std::string_view data) override;
+  // Objects are written to temp files as they come; Commit() syncs them all,
+  // renames them into place and syncs each shard directory once.
+  absl::StatusOr<std::unique_ptr<ObjectWriteBatch>> NewWriteBatch() override;
   absl::StatusOr<std::unique_ptr<ObjectReader>> Open(const Digest& digest) override;
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRange(const Digest& digest, uint64_t offset,
                                                           uint64_t length) override;

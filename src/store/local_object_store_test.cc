@@ -178,5 +178,25 @@ TEST(LocalObjectStoreCrashTest, CommittedObjectsSurviveACrash) {
   EXPECT_EQ(n, 1);
 }
 
+// A crash before a write batch's Commit leaves none of its objects; after it,
+// all of them.
+TEST(LocalObjectStoreCrashTest, WriteBatchIsDurableOnlyAfterCommit) {
+  LocalHarness h(/*posix=*/false);
+  ASSERT_OK_AND_ASSIGN(auto committed, h.store().NewWriteBatch());
+  ASSERT_OK_AND_ASSIGN(Digest a, committed->Put(std::string(1 << 20, 'a')));
+  ASSERT_OK(committed->Commit());
+  ASSERT_OK_AND_ASSIGN(auto open_batch, h.store().NewWriteBatch());
+  ASSERT_OK(open_batch->Put(std::string(1 << 20, 'b')).status());
+  h.mem()->DropUnsyncedData();
+  ASSERT_OK_AND_ASSIGN(auto reopened, LocalObjectStore::Create(h.base_env(), h.root()));
+  EXPECT_OK(reopened->Verify(a));
+  int n = 0;
+  ASSERT_OK(reopened->List([&](const ObjectInfo&) {
+    ++n;
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(n, 1);
+}
+
 }  // namespace
 }  // namespace cairn::store

@@ -17,6 +17,31 @@ absl::StatusOr<Digest> ObjectStore::Put(std::string_view data) {
   return info.digest;
 }
 
+absl::StatusOr<Digest> ObjectWriteBatch::Put(std::string_view data) {
+  const Digest d = Sha256::Of(data);
+  RETURN_IF_ERROR(PutHashed(d, data));
+  return d;
+}
+
+namespace {
+// Each object durable at once: correct for any store, fast for none.
+class ImmediateWriteBatch final : public ObjectWriteBatch {
+ public:
+  explicit ImmediateWriteBatch(ObjectStore& store) : store_(store) {}
+  absl::Status PutHashed(const Digest& digest, std::string_view data) override {
+    return store_.PutHashed(digest, data);
+  }
+  absl::Status Commit() override { return absl::OkStatus(); }
+
+ private:
+  ObjectStore& store_;
+};
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ObjectWriteBatch>> ObjectStore::NewWriteBatch() {
+  return std::make_unique<ImmediateWriteBatch>(*this);
+}
+
 absl::Status ObjectStore::PutHashed(const Digest& digest, std::string_view data) {
   ASSIGN_OR_RETURN(Digest actual, Put(data));
   if (actual != digest) {

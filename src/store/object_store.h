@@ -66,6 +66,25 @@ class ObjectReader {
   virtual absl::StatusOr<size_t> Read(char* scratch, size_t n) = 0;
 };
 
+// Writes many objects and makes them durable together: each object is
+// written at once, but synced and made visible only by Commit(), which pays
+// the waits for all of them at the end (most data is already written back by
+// then) instead of one fsync per object as it goes. Until Commit() returns
+// OK, none of the batch's objects is visible; a batch destroyed without
+// Commit() leaves nothing behind.
+//
+// Thread-safety: PutHashed/Put may be called from several threads at once;
+// Commit() must not overlap them.
+class ObjectWriteBatch {
+ public:
+  virtual ~ObjectWriteBatch() = default;
+  // Adds an object whose digest the caller computed (see
+  // ObjectStore::PutHashed). REQUIRES: digest == SHA-256(data).
+  virtual absl::Status PutHashed(const Digest& digest, std::string_view data) = 0;
+  absl::StatusOr<Digest> Put(std::string_view data);
+  virtual absl::Status Commit() = 0;
+};
+
 class ObjectStore {
  public:
   virtual ~ObjectStore() = default;
@@ -94,6 +113,10 @@ class ObjectStore {
   // by full reads and fsck. The default implementation hashes anyway and
   // fails with kInternal on a mismatch.
   virtual absl::Status PutHashed(const Digest& digest, std::string_view data);
+
+  // A batch of writes made durable together (see ObjectWriteBatch). The
+  // default implementation writes each object durably at once.
+  virtual absl::StatusOr<std::unique_ptr<ObjectWriteBatch>> NewWriteBatch();
 
   // Convenience: whole-object put and get through the streaming calls.
   absl::StatusOr<Digest> Put(std::string_view data);

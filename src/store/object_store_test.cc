@@ -103,6 +103,35 @@ TEST_P(ObjectStoreTest, PutHashedStoresUnderTheGivenDigest) {
   EXPECT_EQ(pending, 0);
 }
 
+TEST_P(ObjectStoreTest, WriteBatchObjectsAppearAtCommit) {
+  ASSERT_OK_AND_ASSIGN(Digest existing, store().Put("already here"));
+  ASSERT_OK_AND_ASSIGN(auto batch, store().NewWriteBatch());
+  const std::string big = Pattern(200000, 3);
+  ASSERT_OK(batch->PutHashed(Sha256::Of(big), big));
+  ASSERT_OK_AND_ASSIGN(Digest small, batch->Put("small"));
+  ASSERT_OK(batch->PutHashed(existing, "already here"));
+  ASSERT_OK(batch->Put("small").status());  // twice in one batch
+  ASSERT_OK(batch->Commit());
+  ASSERT_OK_AND_ASSIGN(std::string got, store().Get(Sha256::Of(big)));
+  EXPECT_EQ(got, big);
+  ASSERT_OK_AND_ASSIGN(std::string s, store().Get(small));
+  EXPECT_EQ(s, "small");
+  EXPECT_EQ(ListAll(store()).size(), 3u);
+  ASSERT_OK_AND_ASSIGN(int pending, harness_->PendingWritesForTest());
+  EXPECT_EQ(pending, 0);
+}
+
+TEST_P(ObjectStoreTest, AbandonedWriteBatchLeavesNothing) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto batch, store().NewWriteBatch());
+    ASSERT_OK(batch->Put(Pattern(100000, 4)).status());
+    ASSERT_OK(batch->Put("x").status());
+  }
+  EXPECT_EQ(ListAll(store()).size(), 0u);
+  ASSERT_OK_AND_ASSIGN(int pending, harness_->PendingWritesForTest());
+  EXPECT_EQ(pending, 0);
+}
+
 TEST_P(ObjectStoreTest, PutAgainFreshensTheObject) {
   ASSERT_OK_AND_ASSIGN(Digest d, store().Put("reused bytes"));
   std::vector<ObjectInfo> before = ListAll(store());
