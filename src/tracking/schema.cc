@@ -89,8 +89,13 @@ CREATE TABLE artifacts (
 ) WITHOUT ROWID;
 )sql";
 
+constexpr char kV2[] = R"sql(
+CREATE INDEX datasets_digest ON datasets(digest);
+)sql";
+
 constexpr db::Migration kMigrations[] = {
     {1, "experiments, runs, params, tags, metrics, inputs, artifacts", kV1},
+    {2, "index dataset inputs by digest (which runs used a dataset commit)", kV2},
 };
 
 }  // namespace

@@ -1063,6 +1063,25 @@ absl::Status TrackingStore::ForEachArtifactDigest(
   }
 }
 
+absl::StatusOr<std::vector<TrackingStore::DatasetUse>> TrackingStore::RunsUsingDataset(const std::string& digest) {
+  ASSIGN_OR_RETURN(auto lease, readers_->Acquire());
+  ASSIGN_OR_RETURN(auto st, lease->Prepare(
+      "SELECT i.run_uuid, d.experiment_id, d.name, i.context FROM datasets d "
+      "JOIN run_inputs i ON i.dataset_uuid = d.dataset_uuid "
+      "JOIN runs r ON r.run_uuid = i.run_uuid WHERE d.digest = ? ORDER BY r.start_time, i.run_uuid"));
+  st->BindText(1, digest);
+  std::vector<DatasetUse> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return out;
+    DatasetUse use{.run_id = std::string(st->ColumnText(0)),
+                   .experiment_id = std::to_string(st->ColumnInt(1)),
+                   .dataset_name = std::string(st->ColumnText(2)),
+                   .context = st->IsNull(3) ? "" : std::string(st->ColumnText(3))};
+    out.push_back(std::move(use));
+  }
+}
+
 absl::StatusOr<std::vector<std::string>> TrackingStore::CheckConsistency() {
   std::vector<std::string> problems;
   ASSIGN_OR_RETURN(auto lease, readers_->Acquire());

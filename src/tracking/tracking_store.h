@@ -160,6 +160,16 @@ class TrackingStore {
   // Every artifact digest still referenced (for fsck and garbage collection).
   absl::Status ForEachArtifactDigest(const std::function<absl::Status(const std::string& path, const ArtifactFile&)>& fn);
 
+  // Runs that logged a dataset input with this digest (for a Cairn dataset:
+  // its commit id), oldest first.
+  struct DatasetUse {
+    std::string run_id;
+    std::string experiment_id;
+    std::string dataset_name;
+    std::string context;  // the input's mlflow.data.context tag, if any
+  };
+  absl::StatusOr<std::vector<DatasetUse>> RunsUsingDataset(const std::string& digest);
+
   // Runs a read-only check of the metadata (metric chunk encoding, dangling
   // references); returns one line per problem.
   absl::StatusOr<std::vector<std::string>> CheckConsistency();

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 #include <thread>
 
 #include "base/mem_env.h"
@@ -281,6 +282,30 @@ TEST_F(TrackingStoreTest, ConcurrentBatchesAllLand) {
     ASSERT_THAT(h, IsOk());
     EXPECT_EQ(h->points.size(), 1000u);
   }
+}
+
+TEST_F(TrackingStoreTest, RunsUsingADatasetCommitAreFoundByDigest) {
+  const std::string a = NewRun(), b = NewRun(), c = NewRun();
+  const std::string commit(64, 'a');
+  DatasetInput train{.tags = {{"mlflow.data.context", "training"}},
+                     .dataset = {.name = "iris", .digest = commit, .source_type = "cairn", .source = "cairn:iris@main"}};
+  DatasetInput eval = train;
+  eval.tags = {{"mlflow.data.context", "evaluation"}};
+  DatasetInput other = train;
+  other.dataset.digest = std::string(64, 'b');
+  ASSERT_OK(store_->LogInputs(a, {train}));
+  ASSERT_OK(store_->LogInputs(b, {eval}));
+  ASSERT_OK(store_->LogInputs(c, {other}));
+  ASSERT_OK_AND_ASSIGN(auto uses, store_->RunsUsingDataset(commit));
+  ASSERT_EQ(uses.size(), 2u);
+  std::set<std::pair<std::string, std::string>> got;
+  for (const auto& u : uses) {
+    EXPECT_EQ(u.dataset_name, "iris");
+    got.emplace(u.run_id, u.context);
+  }
+  EXPECT_EQ(got, (std::set<std::pair<std::string, std::string>>{{a, "training"}, {b, "evaluation"}}));
+  ASSERT_OK_AND_ASSIGN(auto none, store_->RunsUsingDataset(std::string(64, 'c')));
+  EXPECT_TRUE(none.empty());
 }
 
 }  // namespace
