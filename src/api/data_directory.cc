@@ -1,5 +1,6 @@
 #include "api/data_directory.h"
 
+#include "data/profile.h"
 #include "db/sqlite_database.h"
 #include "store/local_object_store.h"
 
@@ -17,7 +18,30 @@ absl::StatusOr<std::unique_ptr<DataDirectory>> DataDirectory::Open(Env& env, con
   ASSIGN_OR_RETURN(dir->objects_, store::LocalObjectStore::Create(
                                     env, dir->objects_path(), {.remove_temp_files = role == Role::kServer}));
   ASSIGN_OR_RETURN(dir->tracking_, tracking::TrackingStore::Create(*dir->db_, env));
+  auto keys = store::KeyRing::OpenOrCreate(env, path + "/keys");
+  if (!keys.ok()) return Annotate(keys.status(), "cannot open the key ring " + path + "/keys");
+  dir->keys_ = std::move(keys).value();
+  ASSIGN_OR_RETURN(dir->chunks_, data::ChunkStore::Create(*dir->db_, *dir->objects_, env));
+  ASSIGN_OR_RETURN(dir->datasets_, data::DatasetStore::Create(*dir->db_, *dir->chunks_, dir->keys_.get(), env));
+  dir->datasets_->set_profiler(ProfileTabularFile);
   return dir;
+}
+
+std::optional<Json> DataDirectory::ProfileTabularFile(
+    const data::ManifestFile& file, const std::function<absl::StatusOr<std::string>(const data::ChunkRef&)>& read) {
+  if (!data::IsTabularPath(file.path)) return std::nullopt;
+  auto profiler = data::TableProfiler::ForPath(file.path);
+  if (!profiler.ok()) return std::nullopt;
+  // A file that does not parse is recorded as such; it never fails a commit.
+  auto failed = [](const absl::Status& s) { return Json{{"error", std::string(s.message())}}; };
+  for (const data::ChunkRef& c : file.chunks) {
+    absl::StatusOr<std::string> bytes = read(c);
+    if (!bytes.ok()) return failed(bytes.status());
+    if (absl::Status s = (*profiler)->Append(*bytes); !s.ok()) return failed(s);
+  }
+  absl::StatusOr<data::TableProfile> profile = (*profiler)->Finish();
+  if (!profile.ok()) return failed(profile.status());
+  return profile->ToJson();
 }
 
 }  // namespace cairn::api

@@ -15,7 +15,10 @@
 #include <string>
 
 #include "base/env.h"
+#include "data/chunk_store.h"
+#include "data/dataset_store.h"
 #include "db/database.h"
+#include "store/encryption.h"
 #include "store/object_store.h"
 #include "tracking/tracking_store.h"
 
@@ -40,14 +43,23 @@ class DataDirectory {
   db::Database& database() { return *db_; }
   store::ObjectStore& objects() { return *objects_; }
   tracking::TrackingStore& tracking() { return *tracking_; }
+  store::KeyRing& keys() { return *keys_; }
+  data::ChunkStore& chunks() { return *chunks_; }
+  data::DatasetStore& datasets() { return *datasets_; }
 
  private:
   DataDirectory(Env& env, std::string path) : env_(env), path_(std::move(path)) {}
+  // The profiler of tabular files at commit (data/profile.h).
+  static std::optional<Json> ProfileTabularFile(
+      const data::ManifestFile& file, const std::function<absl::StatusOr<std::string>(const data::ChunkRef&)>& read);
 
   Env& env_;
   std::string path_;
   std::unique_ptr<db::Database> db_;
   std::unique_ptr<store::ObjectStore> objects_;
+  std::unique_ptr<store::KeyRing> keys_;
+  std::unique_ptr<data::ChunkStore> chunks_;
+  std::unique_ptr<data::DatasetStore> datasets_;
   std::unique_ptr<tracking::TrackingStore> tracking_;  // declared last: destroyed first
 };
 

@@ -52,6 +52,8 @@ ErrorMapping MapError(const absl::Status& status) {
       return {501, "NOT_IMPLEMENTED"};
     case absl::StatusCode::kDataLoss:
       return {500, "DATA_LOSS"};
+    case absl::StatusCode::kAborted:  // a compare-and-swap lost a race: retry
+      return {409, "RESOURCE_CONFLICT"};
     default:
       return {500, "INTERNAL_ERROR"};
   }

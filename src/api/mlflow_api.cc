@@ -7,6 +7,7 @@
 #include <cmath>
 #include <utility>
 
+#include "api/data_api.h"
 #include "api/errors.h"
 #include "api/mlflow_messages.h"
 #include "base/json.h"
@@ -524,6 +525,7 @@ http::Router BuildRouter(DataDirectory& dir) {
   http::Router router;
   AddServerRoutes(router);
   AddMlflowRoutes(dir, router);
+  AddDataRoutes(dir, router);
   return router;
 }
 

@@ -10,6 +10,8 @@
 
 #include "base/config.h"
 #include "base/json.h"
+#include "cli/cli_common.h"
+#include "cli/data_commands.h"
 #include "cli/server_command.h"
 #include "cli/table.h"
 #include "cli/transport.h"
@@ -19,40 +21,6 @@ namespace cairn::cli {
 namespace {
 
 constexpr const char kApi[] = "/api/2.0/mlflow/";
-
-struct GlobalOptions {
-  std::string url;
-  std::string data_dir;
-  bool json = false;
-};
-
-std::string EnvOr(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
-
-std::string JsonStr(const Json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return "";
-  if (it->is_string()) return it->get<std::string>();
-  return it->dump();
-}
-
-int64_t JsonInt(const Json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end()) return 0;
-  if (it->is_number_integer()) return it->get<int64_t>();
-  if (it->is_string()) return std::atoll(it->get<std::string>().c_str());
-  return 0;
-}
-
-std::string FormatValue(const Json& v) {
-  if (v.is_number_float()) return fmt::format("{:.6g}", v.get<double>());
-  if (v.is_string()) return v.get<std::string>();
-  return v.dump();
-}
-
-void PrintJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
 // Resolves an experiment given by id or by name.
 absl::StatusOr<std::string> ResolveExperiment(Transport& t, const std::string& id_or_name) {
@@ -183,10 +151,6 @@ void PrintRun(const Json& run) {
 }
 
 // Maps a failed Status to one clear line and exit code 1.
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "cairn: error: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
 
 }  // namespace
 
@@ -469,6 +433,17 @@ int RunCli(int argc, char** argv) {
       return absl::OkStatus();
     });
   });
+
+  AddDataCommands(app, g, exit_code);
+  // Global options (--json, --url, --data-dir) are accepted after a
+  // subcommand too: `cairn data add ... --json`.
+  std::function<void(CLI::App*)> fall_through = [&](CLI::App* a) {
+    for (CLI::App* sub : a->get_subcommands({})) {
+      sub->fallthrough();
+      fall_through(sub);
+    }
+  };
+  fall_through(&app);
 
   try {
     app.parse(argc, argv);

@@ -97,17 +97,24 @@ absl::StatusOr<int> RunFsck(const std::string& data_dir, bool json) {
         return absl::OkStatus();
       }));
 
+  // 4. Datasets: index entries, manifests, commits, refs.
+  uint64_t dataset_files = 0;
+  ASSIGN_OR_RETURN(auto data_problems, dir->datasets().CheckConsistency(dir->objects(), &dataset_files));
+  for (const std::string& p : data_problems) problems.push_back("datasets: " + p);
+
   if (json) {
     Json out = {{"objects_checked", report->objects_checked},
+                {"dataset_files_checked", dataset_files},
                 {"bytes_checked", report->bytes_checked},
                 {"artifacts_checked", artifacts},
                 {"problems", problems},
                 {"clean", problems.empty()}};
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("checked %llu objects (%llu bytes), %llu artifact records, database integrity\n",
+    std::printf("checked %llu objects (%llu bytes), %llu artifact records, %llu dataset files, database integrity\n",
                 static_cast<unsigned long long>(report->objects_checked),
-                static_cast<unsigned long long>(report->bytes_checked), static_cast<unsigned long long>(artifacts));
+                static_cast<unsigned long long>(report->bytes_checked), static_cast<unsigned long long>(artifacts),
+                static_cast<unsigned long long>(dataset_files));
     for (const std::string& p : problems) std::printf("PROBLEM %s\n", p.c_str());
     std::printf(problems.empty() ? "clean\n" : "%zu problem(s) found\n", problems.size());
   }

@@ -31,6 +31,11 @@ absl::StatusOr<Json> Decode(int status, const std::string& body) {
                         : status == 429 ? absl::StatusCode::kResourceExhausted
                         : status == 503 ? absl::StatusCode::kUnavailable
                                         : absl::StatusCode::kInternal;
+  // The error code is more precise than the HTTP status where both exist.
+  if (code == "RESOURCE_CONFLICT") sc = absl::StatusCode::kAborted;
+  if (code == "INVALID_STATE") sc = absl::StatusCode::kFailedPrecondition;
+  if (code == "RESOURCE_ALREADY_EXISTS") sc = absl::StatusCode::kAlreadyExists;
+  if (code == "DATA_LOSS") sc = absl::StatusCode::kDataLoss;
   absl::Status s(sc, message);
   return code.empty() ? s : WithErrorCode(s, code);
 }
@@ -51,6 +56,14 @@ class HttpTransport : public Transport {
     ASSIGN_OR_RETURN(auto r, client_->Download(target, sink));
     if (r.status >= 200 && r.status < 300) return absl::OkStatus();
     return Decode(r.status, r.body).status();
+  }
+  absl::StatusOr<Json> PostBytes(std::string_view target, std::string_view body) override {
+    ASSIGN_OR_RETURN(auto r, client_->Send(http::Method::kPost, target, body, "application/octet-stream"));
+    return Decode(r.status, r.body);
+  }
+  absl::StatusOr<Json> Delete(std::string_view target) override {
+    ASSIGN_OR_RETURN(auto r, client_->Send(http::Method::kDelete, target));
+    return Decode(r.status, r.body);
   }
   std::string Describe() const override { return url_; }
 
@@ -91,7 +104,18 @@ class EmbeddedTransport : public Transport {
       RETURN_IF_ERROR(sink(std::string_view(buf.data(), n)));
     }
   }
+  absl::StatusOr<Json> PostBytes(std::string_view target, std::string_view body) override {
+    http::Response r = Dispatch(http::Method::kPost, target, std::string(body));
+    ASSIGN_OR_RETURN(std::string out, Drain(r));
+    return Decode(r.status, out);
+  }
+  absl::StatusOr<Json> Delete(std::string_view target) override {
+    http::Response r = Dispatch(http::Method::kDelete, target, "");
+    ASSIGN_OR_RETURN(std::string out, Drain(r));
+    return Decode(r.status, out);
+  }
   std::string Describe() const override { return dir_->path(); }
+  api::DataDirectory* embedded() override { return dir_.get(); }
 
  private:
   EmbeddedTransport() = default;

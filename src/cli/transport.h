@@ -18,6 +18,10 @@
 #include "base/json.h"
 #include "base/status.h"
 
+namespace cairn::api {
+class DataDirectory;
+}  // namespace cairn::api
+
 namespace cairn::cli {
 
 struct TransportOptions {
@@ -36,6 +40,12 @@ class Transport {
   virtual absl::StatusOr<Json> Post(std::string_view target, const Json& body) = 0;
   // Streams a file download to `sink`.
   virtual absl::Status Download(std::string_view target, const std::function<absl::Status(std::string_view)>& sink) = 0;
+  // POSTs a binary body (application/octet-stream).
+  virtual absl::StatusOr<Json> PostBytes(std::string_view target, std::string_view body) = 0;
+  virtual absl::StatusOr<Json> Delete(std::string_view target) = 0;
+  // The data directory in embedded mode (commands with a faster direct path
+  // use it); nullptr over HTTP.
+  virtual api::DataDirectory* embedded() { return nullptr; }
   // Where commands are going, for messages ("http://127.0.0.1:5000" or "./cairn-data").
   virtual std::string Describe() const = 0;
 };

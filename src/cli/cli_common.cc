@@ -1,0 +1,44 @@
+#include "cli/cli_common.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace cairn::cli {
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::string JsonStr(const Json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  return it->dump();
+}
+
+int64_t JsonInt(const Json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) return 0;
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_number_unsigned()) return static_cast<int64_t>(it->get<uint64_t>());
+  if (it->is_string()) return std::atoll(it->get<std::string>().c_str());
+  return 0;
+}
+
+std::string FormatValue(const Json& v) {
+  if (v.is_number_float()) return fmt::format("{:.6g}", v.get<double>());
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+void PrintJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "cairn: error: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+}  // namespace cairn::cli

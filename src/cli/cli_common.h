@@ -1,0 +1,34 @@
+// Pieces shared by the CLI's command files: global options and small JSON
+// and output helpers.
+//
+// Thread-safety: plain functions; the CLI runs one command at a time.
+#ifndef CAIRN_CLI_CLI_COMMON_H_
+#define CAIRN_CLI_CLI_COMMON_H_
+
+#include <cstdint>
+#include <string>
+
+#include "base/json.h"
+#include "base/status.h"
+
+namespace cairn::cli {
+
+struct GlobalOptions {
+  std::string url;       // --url / CAIRN_URL
+  std::string data_dir;  // --data-dir / CAIRN_HOME
+  bool json = false;     // --json
+};
+
+std::string EnvOr(const char* name, const std::string& fallback);
+// A field as text ("" when absent; non-strings as JSON).
+std::string JsonStr(const Json& j, const char* key);
+// An integer field (also from a string); 0 when absent.
+int64_t JsonInt(const Json& j, const char* key);
+std::string FormatValue(const Json& v);
+void PrintJson(const Json& j);
+// Prints "cairn: error: MESSAGE" to stderr; returns the exit code 1.
+int Fail(const absl::Status& s);
+
+}  // namespace cairn::cli
+
+#endif  // CAIRN_CLI_CLI_COMMON_H_
