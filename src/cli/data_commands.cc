@@ -763,7 +763,7 @@ void AddDataCommands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   cat->add_option("PATH", st->path, "file path in the dataset")->required();
   cat->add_option("--offset", st->offset, "first byte");
   cat->add_option("--length", st->length, "number of bytes");
-  cat->callback([=, &g] {
+  cat->callback([=] {
     with_transport([&](Transport& t) -> absl::Status {
       Target tg = ParseTarget(st->target);
       std::string q = fmt::format("{}/files/{}/{}?offset={}", DatasetPath(tg.dataset),

@@ -179,30 +179,35 @@ absl::StatusOr<bool> ChunkStore::Batch::Add(const Digest& digest, std::string_vi
     }
     AddRows({Row{key, loc}});
   } else {
-    // Any free lane; wait for one only if all are busy.
-    Lane* lane = nullptr;
-    for (auto& l : lanes_) {
-      if (l->mu.TryLock()) {
-        lane = l.get();
-        break;
-      }
-    }
-    if (lane == nullptr) {
-      lane = lanes_[std::hash<std::thread::id>()(std::this_thread::get_id()) % lanes_.size()].get();
-      lane->mu.Lock();
-    }
-    lane->mu.AssertHeld();
-    loc.offset = lane->buffer.size();
-    if (lane->buffer.capacity() < kPackTargetSize + kPackThreshold) lane->buffer.reserve(kPackTargetSize + kPackThreshold);
-    lane->buffer.append(encoded);
-    lane->rows.push_back(Row{key, loc});
-    absl::Status s = lane->buffer.size() >= kPackTargetSize ? SealLane(*lane) : absl::OkStatus();
-    lane->mu.Unlock();
-    RETURN_IF_ERROR(s);
+    RETURN_IF_ERROR(AddToPack(key, loc, encoded));
   }
   stored_bytes_ += encoded.size();
   ++added_chunks_;
   return true;
+}
+
+// The lane is picked at run time (any free one), which the thread-safety
+// analysis cannot follow; the lock is taken and released in this function.
+absl::Status ChunkStore::Batch::AddToPack(const Digest& key, ChunkLocation loc, std::string_view encoded)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  Lane* lane = nullptr;
+  for (auto& l : lanes_) {
+    if (l->mu.TryLock()) {
+      lane = l.get();
+      break;
+    }
+  }
+  if (lane == nullptr) {  // all busy: wait for one
+    lane = lanes_[std::hash<std::thread::id>()(std::this_thread::get_id()) % lanes_.size()].get();
+    lane->mu.Lock();
+  }
+  loc.offset = lane->buffer.size();
+  if (lane->buffer.capacity() < kPackTargetSize + kPackThreshold) lane->buffer.reserve(kPackTargetSize + kPackThreshold);
+  lane->buffer.append(encoded);
+  lane->rows.push_back(Row{key, loc});
+  absl::Status s = lane->buffer.size() >= kPackTargetSize ? SealLane(*lane) : absl::OkStatus();
+  lane->mu.Unlock();
+  return s;
 }
 
 absl::Status ChunkStore::Batch::SealLane(Lane& lane) ABSL_NO_THREAD_SAFETY_ANALYSIS {

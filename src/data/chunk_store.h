@@ -116,7 +116,8 @@ class ChunkStore {
       ChunkLocation loc;
     };
     Batch(ChunkStore& store, ChunkScope scope, bool verify, std::unique_ptr<store::ObjectWriteBatch> objects);
-    absl::Status SealLane(Lane& lane);
+    absl::Status SealLane(Lane& lane);  // REQUIRES: lane.mu held
+    absl::Status AddToPack(const Digest& key, ChunkLocation loc, std::string_view encoded);
     void AddRows(std::vector<Row> rows);
 
     ChunkStore& store_;

@@ -198,7 +198,7 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Create(db::Database&
                                                                    const store::KeyRing* keys, Env& env) {
   RETURN_IF_ERROR(db.Migrate("data", DataMigrations()));
   ASSIGN_OR_RETURN(auto pool, db::ConnectionPool::Create(db, 4));
-  return std::unique_ptr<DatasetStore>(new DatasetStore(db, chunks, keys, env, std::move(pool)));
+  return std::unique_ptr<DatasetStore>(new DatasetStore(chunks, keys, env, std::move(pool)));
 }
 
 DatasetStore::~DatasetStore() = default;

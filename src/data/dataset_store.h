@@ -206,15 +206,14 @@ class DatasetStore {
   ChunkStore& chunks() { return chunks_; }
 
  private:
-  DatasetStore(db::Database& db, ChunkStore& chunks, const store::KeyRing* keys, Env& env,
+  DatasetStore(ChunkStore& chunks, const store::KeyRing* keys, Env& env,
                std::unique_ptr<db::ConnectionPool> pool)
-      : db_(db), chunks_(chunks), keys_(keys), env_(env), pool_(std::move(pool)) {}
+      : chunks_(chunks), keys_(keys), env_(env), pool_(std::move(pool)) {}
 
   absl::StatusOr<const store::DataKey*> KeyOf(const Dataset& ds);
   absl::StatusOr<std::optional<DatasetCommit>> FindCommit(db::Connection& conn, std::string_view id);
   absl::StatusOr<DatasetCommit> ResolveIn(db::Connection& conn, const Dataset& ds, std::string_view ref);
 
-  db::Database& db_;
   ChunkStore& chunks_;
   const store::KeyRing* keys_;
   Env& env_;

@@ -1,5 +1,7 @@
 #include "data/manifest.h"
 
+#include "absl/container/flat_hash_set.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -136,11 +138,19 @@ absl::Status DatasetManifest::Normalize() {
     if (files[i].path == files[i - 1].path) {
       return absl::InvalidArgumentError(fmt::format("duplicate path '{}'", files[i].path));
     }
-    // A file cannot also be a directory ("a" and "a/b").
-    const std::string& prev = files[i - 1].path;
-    if (files[i].path.size() > prev.size() && files[i].path.compare(0, prev.size(), prev) == 0 &&
-        files[i].path[prev.size()] == '/') {
-      return absl::InvalidArgumentError(fmt::format("'{}' is a file and also a directory", prev));
+  }
+  // A file cannot also be a directory ("a" beside "a/b"). Sorted order does
+  // not put them next to each other ("a", "a.txt", "a/b"), so every parent
+  // directory of every file is looked up.
+  absl::flat_hash_set<std::string_view> paths;
+  paths.reserve(files.size());
+  for (const ManifestFile& f : files) paths.insert(f.path);
+  for (const ManifestFile& f : files) {
+    std::string_view p = f.path;
+    for (size_t slash = p.find('/'); slash != std::string_view::npos; slash = p.find('/', slash + 1)) {
+      if (paths.contains(p.substr(0, slash))) {
+        return absl::InvalidArgumentError(fmt::format("'{}' is a file and also a directory", p.substr(0, slash)));
+      }
     }
   }
   return absl::OkStatus();

@@ -67,6 +67,11 @@ TEST(ManifestTest, NormalizeRejectsInconsistentEntries) {
   DatasetManifest file_and_dir;
   file_and_dir.files = {{"a", 1, 0644, {Chunk("x")}}, {"a/b", 1, 0644, {Chunk("y")}}};
   EXPECT_THAT(file_and_dir.Normalize(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("directory")));
+  // Regression: sorted order puts "a.txt" between "a" and "a/b", so a check of
+  // neighbours alone let this through.
+  DatasetManifest apart;
+  apart.files = {{"a", 1, 0644, {Chunk("x")}}, {"a.txt", 1, 0644, {Chunk("y")}}, {"a/b", 1, 0644, {Chunk("z")}}};
+  EXPECT_THAT(apart.Normalize(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'a' is a file and also")));
   DatasetManifest sizes;
   sizes.files = {{"a", 5, 0644, {Chunk("x")}}};
   EXPECT_THAT(sizes.Normalize(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("chunks hold 1 bytes")));

@@ -165,9 +165,9 @@ absl::StatusOr<std::unique_ptr<StatCache>> StatCache::Open(std::string file) {
 bool StatCache::Load(std::string_view data, std::string* why) {
   auto fail = [&](std::string reason) {
     *why = std::move(reason);
-    paths_.clear();
-    entries_.clear();
-    chunks_.clear();
+    paths_ = std::string();
+    entries_ = std::vector<Entry>();
+    chunks_ = std::vector<ChunkRef>();
     return false;
   };
   if (data.size() < kHeaderSize) return fail("shorter than its header");
