@@ -217,19 +217,20 @@ class Transport:
 
     # --- helpers -----------------------------------------------------------
 
-    def call(self, method, endpoint, json_body=None, query=None):
-        """Calls an MLflow REST endpoint (`endpoint` relative to /api/2.0) and returns the JSON dict.
+    def call(self, method, endpoint, json_body=None, query=None, prefix=API_PREFIX):
+        """Calls a REST endpoint (`endpoint` relative to `prefix`, by default
+        MLflow's /api/2.0) and returns the JSON dict.
 
         GET sends `query` as URL parameters (lists become repeated keys, as
         the requests library does); other methods send `json_body` as JSON.
         """
-        what = f"{method} {API_PREFIX}{endpoint}"
+        what = f"{method} {prefix}{endpoint}"
         body = None
         headers = {"Accept": "application/json"}
         if method != "GET":
             body = encode_json(json_body if json_body is not None else {})
             headers["Content-Type"] = "application/json"
-        resp = self.request(method, API_PREFIX + endpoint, body=body, headers=headers,
+        resp = self.request(method, prefix + endpoint, body=body, headers=headers,
                             query=query, what=what)
         data = self._read_all(resp, what)
         if not data.strip():

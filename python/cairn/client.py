@@ -19,6 +19,7 @@ Usage:
 """
 
 import getpass
+import json
 import mimetypes
 import os
 import posixpath
@@ -29,6 +30,7 @@ from ._http import API_PREFIX, Transport
 from .errors import CairnError
 
 ARTIFACTS_ENDPOINT = API_PREFIX + "/mlflow-artifacts/artifacts"
+CAIRN_API_PREFIX = "/api/cairn/v1"
 _SEARCH_PAGE = 1000
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -237,6 +239,39 @@ class Client:
             self.call("POST", "/mlflow/runs/log-batch", {"run_id": run_id, "tags": chunk})
         for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
             self.call("POST", "/mlflow/runs/log-batch", {"run_id": run_id, "metrics": chunk})
+
+    # --- datasets (Cairn's native API) ----------------------------------------
+
+    def get_dataset_commit(self, dataset, ref="main"):
+        """The commit of `dataset` at `ref` (a branch, tag or commit id): a dict
+        with "id", "manifest", "file_count", "total_bytes", "splits", ..."""
+        r = self._t.call("GET", f"/datasets/{_quote(dataset)}/commits/{_quote(ref)}", prefix=CAIRN_API_PREFIX)
+        return r["commit"]
+
+    def log_dataset_input(self, run_id, dataset, ref="main", context="training", split=None):
+        """Records that run `run_id` read `dataset` at `ref` (MLflow log-inputs,
+        with the commit id as the dataset digest), so `cairn data show COMMIT`
+        lists the run. `split` names the split it read, if any. Returns the commit."""
+        commit = self.get_dataset_commit(dataset, ref)
+        source = f"cairn:{dataset}@{commit['id']}" + (f"#{split}" if split else "")
+        tags = [{"key": "mlflow.data.context", "value": str(context)}]
+        if split:
+            tags.append({"key": "cairn.data.split", "value": str(split)})
+        self.call("POST", "/mlflow/runs/log-inputs", {
+            "run_id": run_id,
+            "datasets": [{
+                "tags": tags,
+                "dataset": {
+                    "name": dataset,
+                    "digest": commit["id"],
+                    "source_type": "cairn",
+                    "source": source,
+                    "profile": json.dumps({"num_files": commit.get("file_count"),
+                                           "num_bytes": commit.get("total_bytes")}),
+                },
+            }],
+        })
+        return commit
 
     def set_tag(self, run_id, key, value):
         self.call("POST", "/mlflow/runs/set-tag",

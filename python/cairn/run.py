@@ -114,6 +114,12 @@ class ActiveRun:
         else:
             self._client.log_batch(self.id, tags=items)
 
+    def log_dataset(self, dataset, ref="main", context="training", split=None):
+        """Records that this run read `dataset` at `ref` (branch, tag or commit);
+        returns the commit dict. `context` is e.g. "training" or "evaluation"."""
+        self._check_usable()
+        return self._client.log_dataset_input(self.id, dataset, ref=ref, context=context, split=split)
+
     # --- metrics: batched in the background -----------------------------------
 
     def log_metric(self, key, value, step=None, timestamp=None):
