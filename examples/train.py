@@ -63,6 +63,11 @@ def parse_args(argv=None):
     p.add_argument("--max-depth", type=int, default=None, help="rf/gbt: tree depth (gbt default 3)")
     p.add_argument("--learning-rate", type=float, default=0.1, help="gbt: shrinkage")
     p.add_argument("--subsample", type=float, default=1.0, help="gbt: row subsampling")
+    p.add_argument("--data", default=None,
+                   help="a checked-out Cairn dataset with train/data.csv and test/data.csv "
+                        "(columns: features..., target) instead of the built-in data set")
+    p.add_argument("--cairn-dataset", default=None, metavar="NAME[@REF]",
+                   help="record the Cairn dataset commit the --data directory came from as the run's input")
     p.add_argument("--test-size", type=float, default=0.25)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--experiment", default=os.environ.get("CAIRN_EXPERIMENT", "cairn-demo"))
@@ -164,6 +169,16 @@ def train_with_curves(args, model, X_tr, y_tr, X_te, y_te, run):
     return model
 
 
+def read_split(path):
+    """(feature names, X, y) from a CSV whose last column is the target."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    X = np.array([[float(v) for v in r[:-1]] for r in body])
+    y = np.array([int(r[-1]) for r in body])
+    return header[:-1], X, y
+
+
 def feature_importance(model, feature_names):
     est = model[-1] if hasattr(model, "steps") else model
     if hasattr(est, "feature_importances_"):
@@ -178,20 +193,30 @@ def main(argv=None):
     if args.tracking_uri:
         cairn.set_tracking_uri(args.tracking_uri)
 
-    data = DATASETS[args.dataset]()
-    X, y = data.data, data.target
-    feature_names = list(getattr(data, "feature_names", [f"f{i}" for i in range(X.shape[1])]))
-    class_names = [str(c) for c in getattr(data, "target_names", np.unique(y))]
-    X_tr, X_te, y_tr, y_te = train_test_split(
-        X, y, test_size=args.test_size, random_state=args.seed, stratify=y)
+    if args.data:
+        feature_names, X_tr, y_tr = read_split(os.path.join(args.data, "train", "data.csv"))
+        _, X_te, y_te = read_split(os.path.join(args.data, "test", "data.csv"))
+        class_names = [str(c) for c in np.unique(np.concatenate([y_tr, y_te]))]
+    else:
+        data = DATASETS[args.dataset]()
+        X, y = data.data, data.target
+        feature_names = list(getattr(data, "feature_names", [f"f{i}" for i in range(X.shape[1])]))
+        class_names = [str(c) for c in getattr(data, "target_names", np.unique(y))]
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X, y, test_size=args.test_size, random_state=args.seed, stratify=y)
 
     run_name = args.run_name or f"{args.model}-{args.dataset}-{int(time.time()) % 100000}"
     tags = {"dataset": args.dataset, "model_family": args.model,
             "sklearn_version": sklearn.__version__, "python_version": platform.python_version()}
     with cairn.start_run(experiment=args.experiment, run_name=run_name, tags=tags) as run:
         print(f"run {run.id} ({run_name}) in experiment {args.experiment!r} at {cairn.get_tracking_uri()}")
+        if args.cairn_dataset:
+            name, _, ref = args.cairn_dataset.partition("@")
+            train_commit = run.log_dataset(name, ref=ref or "main", context="training", split="train")
+            run.log_dataset(name, ref=train_commit["id"], context="evaluation", split="test")
+            print(f"data: {name}@{train_commit['id'][:12]} (train and test splits)")
         run.log_params(model_params(args))
-        run.log_params({"n_train": len(y_tr), "n_test": len(y_te), "n_features": X.shape[1],
+        run.log_params({"n_train": len(y_tr), "n_test": len(y_te), "n_features": X_tr.shape[1],
                         "n_classes": len(class_names)})
 
         model = build_model(args)

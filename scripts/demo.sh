@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end demo on the embedded default: a fresh data directory, a
-# tracking server, several training runs of a scikit-learn model logged
-# through the Python SDK, then a search for the best run and its artifacts.
+# server, a versioned dataset (train/test splits, the test split sealed,
+# profiles), several training runs of scikit-learn models on a checkout of it
+# logged through the Python SDK, a search for the best run and its artifacts,
+# a new data version with its diff, and which runs used which data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -25,7 +27,15 @@ URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DATA/server.out")
 export CAIRN_URL="$URL"
 echo "server at $URL (the mlflow client works too: MLFLOW_TRACKING_URI=$URL)"
 
-say "Training: 6 runs of scikit-learn models on the breast-cancer data set, logged through the SDK"
+say "A versioned dataset: the breast-cancer data as train/test CSV files, the test split sealed"
+$PY examples/export_dataset.py --dataset breast_cancer --rows 400 --out "$DATA/tumours"
+"$CAIRN" data create tumours -d "Wisconsin breast-cancer biopsies (scikit-learn)"
+"$CAIRN" data add tumours "$DATA/tumours" -m "first 400 biopsies" \
+  --split train='train/**' --split test='test/**' --seal test
+"$CAIRN" data show tumours
+
+say "Training: 6 runs of scikit-learn models on a verified checkout of tumours@main, logged through the SDK"
+"$CAIRN" data checkout tumours "$DATA/checkout-v1"
 runs=(
   "--model logreg --C 0.05"
   "--model logreg --C 1.0"
@@ -37,7 +47,7 @@ runs=(
 for args in "${runs[@]}"; do
   echo "-- train.py $args"
   # shellcheck disable=SC2086
-  $PY examples/train.py --dataset breast_cancer --experiment tumour-classifier $args
+  $PY examples/train.py --data "$DATA/checkout-v1" --cairn-dataset tumours --experiment tumour-classifier $args
 done
 
 say "All runs, best first (cairn runs search)"
@@ -58,6 +68,18 @@ echo
 echo
 echo "Learning curve of the best run (full metric history):"
 "$CAIRN" runs metric "$BEST" lc_test_accuracy
+
+say "New data arrives: all 569 biopsies. Only the changed chunks are stored; the diff and history show it"
+$PY examples/export_dataset.py --dataset breast_cancer --out "$DATA/tumours-v2"
+"$CAIRN" data add tumours "$DATA/tumours-v2" -m "all 569 biopsies"
+"$CAIRN" data diff tumours main~1 main
+"$CAIRN" data log tumours
+echo
+echo "The previous version, and the runs trained on it (their inputs name this commit):"
+"$CAIRN" data show tumours@main~1 | sed -n '1,6p;/runs that used/,$p'
+
+say "Garbage collection (dry run: nothing is unreachable yet)"
+"$CAIRN" gc --dry-run --grace 5m
 
 say "Stopping the server and checking the data directory (cairn fsck)"
 kill -TERM $SERVER

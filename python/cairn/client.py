@@ -251,7 +251,9 @@ class Client:
     def log_dataset_input(self, run_id, dataset, ref="main", context="training", split=None):
         """Records that run `run_id` read `dataset` at `ref` (MLflow log-inputs,
         with the commit id as the dataset digest), so `cairn data show COMMIT`
-        lists the run. `split` names the split it read, if any. Returns the commit."""
+        lists the run. `split` names the split it read, if any; the input is then
+        named "DATASET#SPLIT", so a run that trains on one split and evaluates on
+        another records both. Returns the commit."""
         commit = self.get_dataset_commit(dataset, ref)
         source = f"cairn:{dataset}@{commit['id']}" + (f"#{split}" if split else "")
         tags = [{"key": "mlflow.data.context", "value": str(context)}]
@@ -262,7 +264,7 @@ class Client:
             "datasets": [{
                 "tags": tags,
                 "dataset": {
-                    "name": dataset,
+                    "name": f"{dataset}#{split}" if split else dataset,
                     "digest": commit["id"],
                     "source_type": "cairn",
                     "source": source,

@@ -32,14 +32,17 @@ def test_run_logs_a_dataset_commit_and_the_commit_lists_the_run(cairn_server, tr
 
     with tracking.start_run(experiment=exp_name) as run:
         commit = run.log_dataset(name, ref="main", context="training", split="train")
+        run.log_dataset(name, ref=commit["id"], context="evaluation", split="test")
     assert commit["id"] == added["commit"]
     assert {s["name"]: s["sealed"] for s in commit["splits"]} == {"test": True, "train": False}
 
     got = tracking.get_run(run.id)
     inputs = got["inputs"].get("dataset_inputs", [])
-    assert [i["dataset"]["digest"] for i in inputs] == [commit["id"]]
-    assert inputs[0]["dataset"]["source"] == f"cairn:{name}@{commit['id']}#train"
+    assert [i["dataset"]["digest"] for i in inputs] == [commit["id"], commit["id"]]
+    assert sorted(i["dataset"]["source"] for i in inputs) == [f"cairn:{name}@{commit['id']}#test",
+                                                              f"cairn:{name}@{commit['id']}#train"]
 
     shown = _get(cairn_server, f"/api/cairn/v1/commits/{commit['id']}")
-    assert [(r["run_id"], r["context"]) for r in shown["runs"]] == [(run.id, "training")]
+    assert sorted((r["run_id"], r["dataset"], r["context"]) for r in shown["runs"]) == [
+        (run.id, f"{name}#test", "evaluation"), (run.id, f"{name}#train", "training")]
     assert shown["profiles"]["train/a.csv"]["rows"] == 2

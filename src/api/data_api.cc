@@ -425,7 +425,10 @@ class DataApi {
       ASSIGN_OR_RETURN(auto uses, dir_.tracking().RunsUsingDataset(c.id));
       Json runs = Json::array();
       for (const auto& u : uses) {
-        runs.push_back({{"run_id", u.run_id}, {"experiment_id", u.experiment_id}, {"context", u.context}});
+        runs.push_back({{"run_id", u.run_id},
+                        {"experiment_id", u.experiment_id},
+                        {"dataset", u.dataset_name},
+                        {"context", u.context}});
       }
       out["runs"] = std::move(runs);
       return out;

@@ -489,8 +489,10 @@ absl::Status DataShow(Transport& t, const GlobalOptions& g, const Target& target
   const Json& runs = r["runs"];
   std::printf("\nruns that used this commit: %zu\n", runs.is_array() ? runs.size() : 0);
   if (runs.is_array() && !runs.empty()) {
-    Table table({"RUN", "EXPERIMENT", "CONTEXT"});
-    for (const Json& u : runs) table.AddRow({JsonStr(u, "run_id"), JsonStr(u, "experiment_id"), JsonStr(u, "context")});
+    Table table({"RUN", "EXPERIMENT", "INPUT", "CONTEXT"});
+    for (const Json& u : runs) {
+      table.AddRow({JsonStr(u, "run_id"), JsonStr(u, "experiment_id"), JsonStr(u, "dataset"), JsonStr(u, "context")});
+    }
     std::printf("%s", table.Render().c_str());
   }
   return absl::OkStatus();
