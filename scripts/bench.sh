@@ -7,3 +7,6 @@ for b in build/bench/*_bench; do
   echo "# $b" >&2
   "$b"
 done
+# Dataset benchmarks beside openssl, git and git-lfs (random data under /tmp; set TMPDIR to move it).
+echo "# bench/data_bench.py" >&2
+/usr/bin/python3 bench/data_bench.py

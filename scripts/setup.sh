@@ -10,6 +10,7 @@ PACKAGES=(
   libcli11-dev libyaml-cpp-dev libzstd-dev libsimdjson-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest sqlite3 curl
+  openssl git git-lfs time
   # demo (example training script)
   python3-sklearn python3-numpy
 )
