@@ -99,6 +99,11 @@ class Env {
   // WritableFile::Sync: lets a writer write many files and sync them all at
   // the end, when most of their data has already been written back.
   virtual absl::Status SyncFile(const std::string& path) = 0;
+  // Makes everything written so far to the file system holding `path` (file
+  // contents, directory entries) durable: one wait for a batch of thousands
+  // of files (Linux syncfs). It also flushes other writers' data on that
+  // file system, so use it for large batches only.
+  virtual absl::Status SyncFileSystem(const std::string& path) = 0;
 
   // Microseconds since the Unix epoch (wall clock).
   virtual int64_t NowMicros() = 0;

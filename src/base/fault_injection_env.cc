@@ -157,6 +157,11 @@ absl::Status FaultInjectionEnv::SyncFile(const std::string& path) {
   return base_.SyncFile(path);
 }
 
+absl::Status FaultInjectionEnv::SyncFileSystem(const std::string& path) {
+  RETURN_IF_ERROR(MaybeFail(Op::kSync));
+  return base_.SyncFileSystem(path);
+}
+
 absl::Status FaultInjectionEnv::SyncDir(const std::string& dir) {
   RETURN_IF_ERROR(MaybeFail(Op::kSyncDir));
   return base_.SyncDir(dir);

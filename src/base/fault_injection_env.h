@@ -78,6 +78,8 @@ class FaultInjectionEnv : public Env {
   absl::Status TouchFile(const std::string& path) override { return base_.TouchFile(path); }
   // Counts as kSync.
   absl::Status SyncFile(const std::string& path) override;
+  // Counts as kSync.
+  absl::Status SyncFileSystem(const std::string& path) override;
   absl::Status SyncDir(const std::string& dir) override;
   int64_t NowMicros() override { return base_.NowMicros(); }
   int64_t MonotonicMicros() override { return base_.MonotonicMicros(); }

@@ -293,6 +293,19 @@ absl::Status MemEnv::SyncFile(const std::string& path) {
   return absl::OkStatus();
 }
 
+absl::Status MemEnv::SyncFileSystem(const std::string& path) {
+  std::vector<std::shared_ptr<FileState>> states;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [p, file] : files_) states.push_back(file);
+  }
+  for (const auto& f : states) {
+    absl::MutexLock lock(&f->mu);
+    f->synced_size = f->data.size();
+  }
+  return absl::OkStatus();
+}
+
 absl::Status MemEnv::TouchFile(const std::string& path) {
   const int64_t now = NowMicros();
   ASSIGN_OR_RETURN(std::shared_ptr<FileState> file, FindFile(path, "touch"));

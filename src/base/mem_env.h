@@ -62,6 +62,8 @@ class MemEnv : public Env {
   // The modification time is the file's creation time or its last touch.
   absl::Status TouchFile(const std::string& path) override;
   absl::Status SyncFile(const std::string& path) override;
+  // Syncs every file (the MemEnv is one file system).
+  absl::Status SyncFileSystem(const std::string& path) override;
   int64_t NowMicros() override;
   int64_t MonotonicMicros() override;
   void SleepForMicros(int64_t micros) override;

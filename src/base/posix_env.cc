@@ -221,6 +221,16 @@ class PosixEnv final : public Env {
     return absl::OkStatus();
   }
 
+  absl::Status SyncFileSystem(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open", path, errno);
+    int rc = ::syncfs(fd);  // reports writeback errors since Linux 5.8
+    int err = errno;
+    ::close(fd);
+    if (rc != 0) return ErrnoStatus("syncfs", path, err);
+    return absl::OkStatus();
+  }
+
   absl::Status TouchFile(const std::string& path) override {
     if (::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) != 0) return ErrnoStatus("utimensat", path, errno);
     return absl::OkStatus();

@@ -251,6 +251,9 @@ absl::StatusOr<std::unique_ptr<ObjectWriter>> LocalObjectStore::NewWriter() {
 
 namespace {
 
+// Batches of at least this many objects are synced file-system-wide.
+constexpr size_t kWideSyncThreshold = 32;
+
 class LocalWriteBatch final : public ObjectWriteBatch {
  public:
   LocalWriteBatch(Env& env, LocalObjectStore& store) : env_(env), store_(store) {}
@@ -290,27 +293,37 @@ class LocalWriteBatch final : public ObjectWriteBatch {
       pending.swap(pending_);
       queued_.clear();
     }
+    if (pending.empty()) return absl::OkStatus();
     // Until every rename is done, a failure leaves only temp files (removed
     // here or by the next Create()).
     auto cleanup = [&](size_t from) {
       for (size_t i = from; i < pending.size(); ++i) env_.DeleteFile(pending[i].tmp).IgnoreError();
     };
-    for (size_t i = 0; i < pending.size(); ++i) {
-      if (absl::Status s = env_.SyncFile(pending[i].tmp); !s.ok()) {
-        cleanup(0);
-        return s;
+    // A large batch pays two file-system-wide syncs (contents, then
+    // directory entries) instead of several fsyncs per object.
+    const bool wide = pending.size() >= kWideSyncThreshold;
+    absl::Status synced = absl::OkStatus();
+    if (wide) {
+      synced = env_.SyncFileSystem(store_.TempDir());
+    } else {
+      for (const Pending& p : pending) {
+        synced = env_.SyncFile(p.tmp);
+        if (!synced.ok()) break;
       }
     }
-    std::set<std::string> shard_dirs;
+    if (!synced.ok()) {
+      cleanup(0);
+      return synced;
+    }
+    std::set<std::string> dirs_to_sync;  // shard directories, and parents of new ones
     for (size_t i = 0; i < pending.size(); ++i) {
       const Pending& p = pending[i];
       const std::string shard2 = DirName(p.path);
       absl::Status s = [&]() -> absl::Status {
         if (!env_.FileExists(shard2)) {
-          const std::string shard1 = DirName(shard2);
           RETURN_IF_ERROR(env_.CreateDirs(shard2));
-          RETURN_IF_ERROR(env_.SyncDir(shard1));
-          RETURN_IF_ERROR(env_.SyncDir(store_.root()));
+          dirs_to_sync.insert(DirName(shard2));
+          dirs_to_sync.insert(store_.root());
         }
         absl::StatusOr<uint64_t> existing = env_.GetFileSize(p.path);
         if (existing.ok() && *existing == p.size) {
@@ -324,9 +337,10 @@ class LocalWriteBatch final : public ObjectWriteBatch {
         cleanup(i);
         return s;
       }
-      shard_dirs.insert(shard2);
+      dirs_to_sync.insert(shard2);
     }
-    for (const std::string& dir : shard_dirs) RETURN_IF_ERROR(env_.SyncDir(dir));
+    if (wide) return env_.SyncFileSystem(store_.root());
+    for (const std::string& dir : dirs_to_sync) RETURN_IF_ERROR(env_.SyncDir(dir));
     return absl::OkStatus();
   }
 
