@@ -100,22 +100,6 @@ absl::Status ReadWholeBody(Request& req) {
   return absl::OkStatus();
 }
 
-class StringBody final : public http::BodyStream {
- public:
-  explicit StringBody(std::string_view data) : data_(data) {}
-  absl::StatusOr<size_t> Read(char* scratch, size_t n) override {
-    n = std::min(n, data_.size() - pos_);
-    std::memcpy(scratch, data_.data() + pos_, n);
-    pos_ += n;
-    return n;
-  }
-  std::optional<uint64_t> content_length() const override { return data_.size(); }
-
- private:
-  std::string_view data_;
-  size_t pos_ = 0;
-};
-
 // Splits "a/b/c" into its first segment and the rest.
 std::pair<std::string, std::string> FirstSegment(std::string_view path) {
   size_t slash = path.find('/');
@@ -332,39 +316,14 @@ class DataApi {
     return Handle([&]() -> absl::StatusOr<Json> {
       ASSIGN_OR_RETURN(data::ChunkScope scope, datasets_.ScopeOf(ds));
       ASSIGN_OR_RETURN(auto batch, datasets_.chunks().NewBatch(scope, /*verify=*/true));
-      auto read_exact = [&](char* out, size_t n) -> absl::StatusOr<size_t> {
-        size_t got = 0;
-        while (got < n) {
-          ASSIGN_OR_RETURN(size_t r, req.body_stream->Read(out + got, n - got));
-          if (r == 0) break;
-          got += r;
-        }
-        return got;
-      };
-      uint64_t received = 0, stored = 0;
-      std::string data;
-      for (;;) {
-        char header[36];
-        ASSIGN_OR_RETURN(size_t n, read_exact(header, sizeof header));
-        if (n == 0) break;
-        if (n != sizeof header) return BadRequest(fmt::format("chunk upload: frame {} header is truncated", received));
-        Digest d;
-        std::memcpy(d.bytes.data(), header, 32);
-        const uint32_t len = (uint32_t{static_cast<uint8_t>(header[32])} << 24) |
-                             (uint32_t{static_cast<uint8_t>(header[33])} << 16) |
-                             (uint32_t{static_cast<uint8_t>(header[34])} << 8) | static_cast<uint8_t>(header[35]);
-        if (len > kMaxUploadFrame) {
-          return BadRequest(fmt::format("chunk upload: frame {} is {} bytes (at most {})", received, len, kMaxUploadFrame));
-        }
-        data.resize(len);
-        ASSIGN_OR_RETURN(size_t got, read_exact(data.data(), len));
-        if (got != len) return BadRequest(fmt::format("chunk upload: frame {} is truncated", received));
-        ASSIGN_OR_RETURN(bool fresh, batch->Add(d, data));
-        ++received;
-        if (fresh) ++stored;
-      }
+      uint64_t received = 0;
+      RETURN_IF_ERROR(ReadChunkFrames(*req.body_stream, kMaxUploadFrame,
+                                      [&](const Digest& d, std::string_view data) -> absl::Status {
+                                        ++received;
+                                        return batch->Add(d, data);
+                                      }));
       RETURN_IF_ERROR(batch->Commit());
-      return Json{{"received", received}, {"stored", stored}, {"stored_bytes", batch->stored_bytes()}};
+      return Json{{"received", received}, {"stored", batch->stored_chunks()}, {"stored_bytes", batch->stored_bytes()}};
     });
   }
 
@@ -591,6 +550,45 @@ std::string EncodeChunkFrame(const Digest& digest, std::string_view data) {
   out.push_back(static_cast<char>(n));
   out.append(data);
   return out;
+}
+
+absl::StatusOr<size_t> StringBody::Read(char* scratch, size_t n) {
+  n = std::min(n, data_.size() - pos_);
+  std::memcpy(scratch, data_.data() + pos_, n);
+  pos_ += n;
+  return n;
+}
+
+absl::Status ReadChunkFrames(http::BodyStream& body, uint32_t max_frame,
+                             const std::function<absl::Status(const Digest&, std::string_view)>& fn) {
+  auto read_exact = [&](char* out, size_t n) -> absl::StatusOr<size_t> {
+    size_t got = 0;
+    while (got < n) {
+      ASSIGN_OR_RETURN(size_t r, body.Read(out + got, n - got));
+      if (r == 0) break;
+      got += r;
+    }
+    return got;
+  };
+  std::string data;
+  for (uint64_t frame = 0;; ++frame) {
+    char header[36];
+    ASSIGN_OR_RETURN(size_t n, read_exact(header, sizeof header));
+    if (n == 0) return absl::OkStatus();
+    if (n != sizeof header) return BadRequest(fmt::format("chunk upload: frame {} header is truncated", frame));
+    Digest d;
+    std::memcpy(d.bytes.data(), header, 32);
+    const uint32_t len = (uint32_t{static_cast<uint8_t>(header[32])} << 24) |
+                         (uint32_t{static_cast<uint8_t>(header[33])} << 16) |
+                         (uint32_t{static_cast<uint8_t>(header[34])} << 8) | static_cast<uint8_t>(header[35]);
+    if (len > max_frame) {
+      return BadRequest(fmt::format("chunk upload: frame {} is {} bytes (at most {})", frame, len, max_frame));
+    }
+    data.resize(len);
+    ASSIGN_OR_RETURN(size_t got, read_exact(data.data(), len));
+    if (got != len) return BadRequest(fmt::format("chunk upload: frame {} is truncated", frame));
+    RETURN_IF_ERROR(fn(d, data));
+  }
 }
 
 absl::StatusOr<std::pair<uint64_t, uint64_t>> ParseByteRange(std::string_view header, uint64_t size) {

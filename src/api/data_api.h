@@ -30,6 +30,24 @@ void AddDataRoutes(DataDirectory& dir, http::Router& router);
 // length][bytes], back to back.
 inline constexpr uint32_t kMaxUploadFrame = 256u << 20;
 std::string EncodeChunkFrame(const Digest& digest, std::string_view data);
+// Reads frames from `body` to its end, calling `fn` for each (the bytes view
+// is valid during the call only). kInvalidArgument naming the frame for a
+// truncated header or body or a length over `max_frame`; `fn`'s errors are
+// returned as they are.
+absl::Status ReadChunkFrames(http::BodyStream& body, uint32_t max_frame,
+                             const std::function<absl::Status(const Digest&, std::string_view)>& fn);
+
+// An in-memory request body.
+class StringBody final : public http::BodyStream {
+ public:
+  explicit StringBody(std::string_view data) : data_(data) {}
+  absl::StatusOr<size_t> Read(char* scratch, size_t n) override;
+  std::optional<uint64_t> content_length() const override { return data_.size(); }
+
+ private:
+  std::string_view data_;
+  size_t pos_ = 0;
+};
 
 // Parses "bytes=A-B", "bytes=A-" or "bytes=-N" against a size into
 // [begin, end). kOutOfRange for unsatisfiable ranges, kInvalidArgument for

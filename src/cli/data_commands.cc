@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -216,19 +217,29 @@ std::string CacheDir(const GlobalOptions& g) {
   return base + "/cairn/" + Sha256::Of(g.url).ToHex().substr(0, 16);
 }
 
+struct HeadCommit {
+  std::string id;
+  Digest manifest_digest;
+  data::DatasetManifest manifest;
+};
+
 // The dataset side of `data add`: embedded (direct) or remote (HTTP).
 class AddBackend {
  public:
   virtual ~AddBackend() = default;
   virtual std::string dataset_id() const = 0;
-  // The branch head (id, manifest), or nullopt.
-  virtual absl::StatusOr<std::optional<std::pair<std::string, data::DatasetManifest>>> Head(const std::string& branch) = 0;
+  // The branch head, or nullopt.
+  virtual absl::StatusOr<std::optional<HeadCommit>> Head(const std::string& branch) = 0;
   virtual data::ChunkSink& sink() = 0;
   virtual uint64_t stored_bytes() const = 0;
   // Stores the manifest and commits; returns the commit JSON and whether created.
-  virtual absl::StatusOr<std::pair<Json, bool>> Commit(const data::DatasetManifest& m, const std::string& expected_head,
-                                                       const AddOptions& o,
+  virtual absl::StatusOr<std::pair<Json, bool>> Commit(const data::DatasetManifest& m, const std::string& text,
+                                                       const std::optional<HeadCommit>& head, const AddOptions& o,
                                                        const std::optional<std::vector<data::Split>>& splits) = 0;
+  // The commit JSON of `id`.
+  virtual absl::StatusOr<Json> GetCommit(const std::string& id) = 0;
+  // The head's id ("" for a branch without commits), without its manifest.
+  virtual absl::StatusOr<std::string> HeadId(const std::string& branch) = 0;
 };
 
 Json CommitToJson(const data::DatasetCommit& c, const std::string& dataset) {
@@ -253,26 +264,36 @@ class EmbeddedAdd final : public AddBackend {
     return a;
   }
   std::string dataset_id() const override { return ds_.id; }
-  absl::StatusOr<std::optional<std::pair<std::string, data::DatasetManifest>>> Head(const std::string& branch) override {
+  absl::StatusOr<std::optional<HeadCommit>> Head(const std::string& branch) override {
     ASSIGN_OR_RETURN(std::optional<data::DatasetCommit> head, dir_.datasets().Head(ds_, branch));
-    if (!head) return std::optional<std::pair<std::string, data::DatasetManifest>>();
+    if (!head) return std::optional<HeadCommit>();
     ASSIGN_OR_RETURN(data::DatasetManifest m, dir_.datasets().GetManifest(ds_, head->manifest));
-    return std::optional<std::pair<std::string, data::DatasetManifest>>(std::make_pair(head->id, std::move(m)));
+    return std::optional<HeadCommit>(HeadCommit{head->id, head->manifest, std::move(m)});
+  }
+  absl::StatusOr<Json> GetCommit(const std::string& id) override {
+    ASSIGN_OR_RETURN(data::DatasetCommit c, dir_.datasets().GetCommit(id));
+    return CommitToJson(c, ds_.name);
+  }
+  absl::StatusOr<std::string> HeadId(const std::string& branch) override {
+    ASSIGN_OR_RETURN(std::optional<data::DatasetCommit> head, dir_.datasets().Head(ds_, branch));
+    return head ? head->id : "";
   }
   data::ChunkSink& sink() override { return *sink_; }
   uint64_t stored_bytes() const override { return batch_->stored_bytes() + manifest_bytes_; }
-  absl::StatusOr<std::pair<Json, bool>> Commit(const data::DatasetManifest& m, const std::string& expected_head,
-                                               const AddOptions& o,
+  absl::StatusOr<std::pair<Json, bool>> Commit(const data::DatasetManifest& m, const std::string& text,
+                                               const std::optional<HeadCommit>& head, const AddOptions& o,
                                                const std::optional<std::vector<data::Split>>& splits) override {
-    ASSIGN_OR_RETURN(Digest md, dir_.datasets().PutManifest(ds_, m));
+    ASSIGN_OR_RETURN(Digest md, dir_.datasets().PutManifestText(ds_, text));
     ASSIGN_OR_RETURN(data::CommitResult r,
                      dir_.datasets().Commit(ds_, {.branch = o.branch,
-                                                  .expected_head = expected_head,
+                                                  .expected_head = head ? head->id : "",
                                                   .manifest = md,
                                                   .message = o.message,
                                                   .author = o.author,
                                                   .splits = splits,
-                                                  .seal = o.seal}));
+                                                  .seal = o.seal,
+                                                  .manifest_hint = &m,
+                                                  .parent_manifest_hint = head ? &head->manifest : nullptr}));
     return std::make_pair(CommitToJson(r.commit, ds_.name), r.created);
   }
 
@@ -295,25 +316,39 @@ class RemoteAdd final : public AddBackend {
     return a;
   }
   std::string dataset_id() const override { return id_; }
-  absl::StatusOr<std::optional<std::pair<std::string, data::DatasetManifest>>> Head(const std::string& branch) override {
+  absl::StatusOr<std::optional<HeadCommit>> Head(const std::string& branch) override {
+    absl::StatusOr<Json> c = t_.Get(path_ + "/commits/" + http::UrlEncode(branch));
+    if (absl::IsNotFound(c.status())) return std::optional<HeadCommit>();
+    RETURN_IF_ERROR(c.status());
+    HeadCommit head{.id = JsonStr((*c)["commit"], "id")};
+    ASSIGN_OR_RETURN(head.manifest_digest, Digest::FromHex(JsonStr((*c)["commit"], "manifest")));
     std::string text;
-    absl::Status s = t_.Download(path_ + "/manifest/" + http::UrlEncode(branch), [&](std::string_view b) {
+    RETURN_IF_ERROR(t_.Download(path_ + "/manifest/" + head.id, [&](std::string_view b) {
       text.append(b);
       return absl::OkStatus();
-    });
-    if (absl::IsNotFound(s)) return std::optional<std::pair<std::string, data::DatasetManifest>>();
-    RETURN_IF_ERROR(s);
-    ASSIGN_OR_RETURN(data::DatasetManifest m, data::DatasetManifest::Parse(text));
-    ASSIGN_OR_RETURN(Json c, t_.Get(path_ + "/commits/" + http::UrlEncode(branch)));
-    return std::optional<std::pair<std::string, data::DatasetManifest>>(
-        std::make_pair(JsonStr(c["commit"], "id"), std::move(m)));
+    }));
+    if (Sha256::Of(text) != head.manifest_digest) {
+      return absl::DataLossError("the head manifest received does not match its digest");
+    }
+    ASSIGN_OR_RETURN(head.manifest, data::DatasetManifest::Parse(text));
+    return std::optional<HeadCommit>(std::move(head));
+  }
+  absl::StatusOr<Json> GetCommit(const std::string& id) override {
+    ASSIGN_OR_RETURN(Json c, t_.Get(path_ + "/commits/" + id));
+    return c["commit"];
+  }
+  absl::StatusOr<std::string> HeadId(const std::string& branch) override {
+    absl::StatusOr<Json> c = t_.Get(path_ + "/commits/" + http::UrlEncode(branch));
+    if (absl::IsNotFound(c.status())) return std::string();
+    RETURN_IF_ERROR(c.status());
+    return JsonStr((*c)["commit"], "id");
   }
   data::ChunkSink& sink() override { return sink_; }
   uint64_t stored_bytes() const override { return sink_.stored_bytes(); }
-  absl::StatusOr<std::pair<Json, bool>> Commit(const data::DatasetManifest& m, const std::string& expected_head,
-                                               const AddOptions& o,
+  absl::StatusOr<std::pair<Json, bool>> Commit(const data::DatasetManifest& m, const std::string& text,
+                                               const std::optional<HeadCommit>& head, const AddOptions& o,
                                                const std::optional<std::vector<data::Split>>& splits) override {
-    const std::string text = m.Serialize();
+    const std::string expected_head = head ? head->id : "";
     const Digest md = Sha256::Of(text);
     RETURN_IF_ERROR(t_.PostBytes(path_ + "/chunks", api::EncodeChunkFrame(md, text)).status());
     Json body = {{"branch", o.branch},   {"expected_head", expected_head}, {"manifest", md.ToHex()},
@@ -355,6 +390,19 @@ absl::Status DataAdd(Transport& t, const GlobalOptions& g, const std::string& na
   ASSIGN_OR_RETURN(std::unique_ptr<data::StatCache> cache,
                    data::StatCache::Open(CacheDir(g) + "/stat-" + backend->dataset_id()));
 
+  // What this add is, for the unchanged-tree fast path: the same arguments,
+  // and (checked below) every file a stat cache hit, with the cache holding
+  // exactly these files, means exactly the files of the last add.
+  Json fingerprint_input = {{"replace", o.replace}, {"prefix", o.prefix},   {"include", o.include},
+                            {"exclude", o.exclude}, {"branch", o.branch}, {"paths", Json::array()}};
+  for (const std::string& p : o.paths) {
+    std::error_code ec;
+    fingerprint_input["paths"].push_back(std::filesystem::absolute(p, ec).lexically_normal().string());
+  }
+  const std::string fingerprint = Sha256::Of(fingerprint_input.dump()).ToHex();
+  const std::string last_add_file = CacheDir(g) + "/last-add-" + backend->dataset_id();
+  const size_t cache_entries = cache->loaded_entries();
+
   const bool show_progress = !o.no_progress && !g.json && ::isatty(STDERR_FILENO);
   uint64_t total_bytes = 0, files_cached = 0;
   for (const auto& f : scanned) total_bytes += f.size;
@@ -370,20 +418,42 @@ absl::Status DataAdd(Transport& t, const GlobalOptions& g, const std::string& na
     return files;
   };
   ASSIGN_OR_RETURN(std::vector<data::ManifestFile> files, ingest(true));
+  const size_t file_count = scanned.size();
 
   std::pair<Json, bool> result;
+  bool done = false;
+  if (!splits && o.seal.empty() && files_cached == scanned.size() && cache_entries == scanned.size()) {
+    std::ifstream in(last_add_file);
+    Json last = Json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (last.is_object() && JsonStr(last, "fingerprint") == fingerprint &&
+        JsonInt(last, "files") == static_cast<int64_t>(scanned.size())) {
+      ASSIGN_OR_RETURN(std::string head_id, backend->HeadId(o.branch));
+      if (!head_id.empty() && head_id == JsonStr(last, "commit")) {
+        ASSIGN_OR_RETURN(Json c, backend->GetCommit(head_id));
+        result = {std::move(c), false};
+        done = true;
+      }
+    }
+  }
   bool retried_without_cache = false;
-  for (int attempt = 0;; ++attempt) {
-    ASSIGN_OR_RETURN(auto head, backend->Head(o.branch));
+  for (int attempt = 0; !done; ++attempt) {
+    ASSIGN_OR_RETURN(std::optional<HeadCommit> head, backend->Head(o.branch));
     ASSIGN_OR_RETURN(data::DatasetManifest m,
-                     Overlay(head ? head->second : data::DatasetManifest{}, files, o.replace));
-    absl::StatusOr<std::pair<Json, bool>> r = backend->Commit(m, head ? head->first : "", o, splits);
+                     Overlay(head ? head->manifest : data::DatasetManifest{}, files, o.replace));
+    const std::string text = m.Serialize();
+    if (head && !splits && o.seal.empty() && Sha256::Of(text) == head->manifest_digest) {
+      // Same files as the head: nothing to commit (and nothing to upload).
+      ASSIGN_OR_RETURN(Json c, backend->GetCommit(head->id));
+      result = {std::move(c), false};
+      break;
+    }
+    absl::StatusOr<std::pair<Json, bool>> r = backend->Commit(m, text, head, o, splits);
     if (r.ok()) {
       result = std::move(*r);
       break;
     }
     if (absl::IsAborted(r.status()) && attempt < 3) continue;  // the branch moved: rebuild on the new head
-    if (absl::IsFailedPrecondition(r.status()) && !retried_without_cache &&
+    if (absl::IsFailedPrecondition(r.status()) && !retried_without_cache && !scanned.empty() &&
         r.status().message().find("not stored") != std::string_view::npos) {
       // The stat cache named chunks the store no longer has (collected, or
       // another data directory): read everything again.
@@ -393,8 +463,17 @@ absl::Status DataAdd(Transport& t, const GlobalOptions& g, const std::string& na
     }
     return r.status();
   }
+  scanned = {};  // the commit is made: free the scan before saving the cache
   if (absl::Status s = cache->Save(); !s.ok()) {
     std::fprintf(stderr, "cairn: warning: could not save the stat cache: %s\n", std::string(s.message()).c_str());
+    std::remove(last_add_file.c_str());
+  } else {
+    std::ofstream out(last_add_file + ".tmp", std::ios::trunc);
+    out << Json({{"fingerprint", fingerprint}, {"files", file_count}, {"commit", JsonStr(result.first, "id")}}).dump();
+    out.close();
+    if (!out || std::rename((last_add_file + ".tmp").c_str(), last_add_file.c_str()) != 0) {
+      std::remove(last_add_file.c_str());
+    }
   }
 
   const Json& c = result.first;
@@ -404,7 +483,7 @@ absl::Status DataAdd(Transport& t, const GlobalOptions& g, const std::string& na
                               {"branch", o.branch},
                               {"commit", JsonStr(c, "id")},
                               {"created", result.second},
-                              {"files", scanned.size()},
+                              {"files", file_count},
                               {"bytes", total_bytes},
                               {"stored_bytes", backend->stored_bytes()},
                               {"files_cached", files_cached},

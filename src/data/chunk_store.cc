@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "data/schema.h"
 
 namespace cairn::data {
@@ -22,6 +23,8 @@ constexpr double kCompressRatio = 0.9;
 // A dedup hit refreshes touched_at only when it is older than this, so that
 // re-adding a tree does not rewrite every index row.
 constexpr int64_t kTouchIntervalMs = 60'000;
+// Keys per index query (SQLite allows 32766 parameters).
+constexpr size_t kLookupBlock = 256;
 
 struct CctxDeleter {
   void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
@@ -112,7 +115,7 @@ void ChunkStore::Batch::AddRows(std::vector<Row> rows) {
   for (Row& r : rows) rows_.push_back(std::move(r));
 }
 
-absl::StatusOr<bool> ChunkStore::Batch::Add(const Digest& digest, std::string_view data) {
+absl::Status ChunkStore::Batch::Add(const Digest& digest, std::string_view data) {
   if (committed_) return absl::FailedPreconditionError("chunk batch: Add after Commit");
   if (verify_) {
     Digest actual = Sha256::Of(data);
@@ -122,29 +125,61 @@ absl::StatusOr<bool> ChunkStore::Batch::Add(const Digest& digest, std::string_vi
     }
   }
   const Digest key = KeyOf(scope_, digest);
+  if (data.size() < kPackThreshold) {
+    std::vector<Queued> full;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!pending_.insert(key).second) return absl::OkStatus();
+      queued_.push_back(Queued{digest, key, std::string(data)});
+      if (queued_.size() < kLookupBlock) return absl::OkStatus();
+      full.swap(queued_);
+    }
+    return StoreQueued(std::move(full));
+  }
   {
     absl::MutexLock lock(&mu_);
-    if (!pending_.insert(key).second) return false;
+    if (!pending_.insert(key).second) return absl::OkStatus();
   }
-  std::optional<int64_t> touched;
+  std::vector<std::optional<int64_t>> touched;
   {
     ASSIGN_OR_RETURN(db::ConnectionPool::Lease conn, store_.pool_->Acquire());
-    ASSIGN_OR_RETURN(db::Statement * st,
-                     conn->Cached("SELECT touched_at FROM data_chunks WHERE scope = ? AND chunk_key = ?"));
-    st->BindText(1, scope_.id);
-    st->BindBlob(2, AsBlob(key));
-    ASSIGN_OR_RETURN(bool found, st->Step());
-    if (found) touched = st->ColumnInt(0);
-    st->Reset();
+    ASSIGN_OR_RETURN(touched, LookupKeys(*conn, scope_.id, std::span<const Digest>(&key, 1)));
   }
-  if (touched) {
-    if (*touched < NowMs(store_.env_) - kTouchIntervalMs) {
+  if (touched[0]) {
+    if (*touched[0] < NowMs(store_.env_) - kTouchIntervalMs) {
       absl::MutexLock lock(&mu_);
       reused_.push_back(key);
     }
-    return false;
+    return absl::OkStatus();
   }
+  return Store(digest, key, data);
+}
 
+absl::Status ChunkStore::Batch::StoreQueued(std::vector<Queued> queued) {
+  if (queued.empty()) return absl::OkStatus();
+  std::vector<Digest> keys;
+  keys.reserve(queued.size());
+  for (const Queued& q : queued) keys.push_back(q.key);
+  std::vector<std::optional<int64_t>> touched;
+  {
+    ASSIGN_OR_RETURN(db::ConnectionPool::Lease conn, store_.pool_->Acquire());
+    ASSIGN_OR_RETURN(touched, LookupKeys(*conn, scope_.id, keys));
+  }
+  const int64_t stale_before = NowMs(store_.env_) - kTouchIntervalMs;
+  for (size_t i = 0; i < queued.size(); ++i) {
+    if (touched[i]) {
+      if (*touched[i] < stale_before) {
+        absl::MutexLock lock(&mu_);
+        reused_.push_back(queued[i].key);
+      }
+      continue;
+    }
+    RETURN_IF_ERROR(Store(queued[i].digest, queued[i].key, queued[i].data));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ChunkStore::Batch::Store(const Digest& digest, const Digest& key, std::string_view data) {
   // Encode: compress when it pays, then seal in an encrypted scope.
   int codec = 0;
   std::string compressed;
@@ -182,8 +217,8 @@ absl::StatusOr<bool> ChunkStore::Batch::Add(const Digest& digest, std::string_vi
     RETURN_IF_ERROR(AddToPack(key, loc, encoded));
   }
   stored_bytes_ += encoded.size();
-  ++added_chunks_;
-  return true;
+  ++stored_chunks_;
+  return absl::OkStatus();
 }
 
 // The lane is picked at run time (any free one), which the thread-safety
@@ -202,7 +237,6 @@ absl::Status ChunkStore::Batch::AddToPack(const Digest& key, ChunkLocation loc, 
     lane->mu.Lock();
   }
   loc.offset = lane->buffer.size();
-  if (lane->buffer.capacity() < kPackTargetSize + kPackThreshold) lane->buffer.reserve(kPackTargetSize + kPackThreshold);
   lane->buffer.append(encoded);
   lane->rows.push_back(Row{key, loc});
   absl::Status s = lane->buffer.size() >= kPackTargetSize ? SealLane(*lane) : absl::OkStatus();
@@ -223,6 +257,14 @@ absl::Status ChunkStore::Batch::SealLane(Lane& lane) ABSL_NO_THREAD_SAFETY_ANALY
 
 absl::Status ChunkStore::Batch::Commit() {
   if (committed_) return absl::FailedPreconditionError("chunk batch: Commit called twice");
+  {
+    std::vector<Queued> rest;
+    {
+      absl::MutexLock lock(&mu_);
+      rest.swap(queued_);
+    }
+    RETURN_IF_ERROR(StoreQueued(std::move(rest)));
+  }
   committed_ = true;
   for (auto& lane : lanes_) {
     absl::MutexLock lock(&lane->mu);
@@ -286,18 +328,15 @@ absl::StatusOr<std::vector<bool>> ChunkStore::Contains(const ChunkScope& scope, 
   {
     db::Transaction txn(*conn);
     RETURN_IF_ERROR(txn.Begin());
-    ASSIGN_OR_RETURN(db::Statement * st,
-                     conn->Cached("SELECT touched_at FROM data_chunks WHERE scope = ? AND chunk_key = ?"));
+    std::vector<Digest> keys;
+    keys.reserve(digests.size());
+    for (const Digest& d : digests) keys.push_back(KeyOf(scope, d));
+    ASSIGN_OR_RETURN(std::vector<std::optional<int64_t>> touched, LookupKeys(*conn, scope.id, keys));
     for (size_t i = 0; i < digests.size(); ++i) {
-      const Digest key = KeyOf(scope, digests[i]);
-      st->BindText(1, scope.id);
-      st->BindBlob(2, AsBlob(key));
-      ASSIGN_OR_RETURN(bool found, st->Step());
-      if (found) {
+      if (touched[i]) {
         present[i] = true;
-        if (st->ColumnInt(0) < now - kTouchIntervalMs) stale.push_back(key);
+        if (*touched[i] < now - kTouchIntervalMs) stale.push_back(keys[i]);
       }
-      st->Reset();
     }
     if (!stale.empty()) {
       ASSIGN_OR_RETURN(db::Statement * up,
@@ -314,16 +353,62 @@ absl::StatusOr<std::vector<bool>> ChunkStore::Contains(const ChunkScope& scope, 
   return present;
 }
 
+absl::StatusOr<std::vector<std::optional<int64_t>>> ChunkStore::LookupKeys(db::Connection& conn,
+                                                                           std::string_view scope_id,
+                                                                           std::span<const Digest> keys) {
+  // One statement of a fixed shape (cached): the block is padded with copies
+  // of its first key.
+  static const std::string kSql = [] {
+    std::string sql = "SELECT chunk_key, touched_at FROM data_chunks WHERE scope = ? AND chunk_key IN (?";
+    for (size_t i = 1; i < kLookupBlock; ++i) sql += ", ?";
+    return sql + ")";
+  }();
+  std::vector<std::optional<int64_t>> out(keys.size());
+  ASSIGN_OR_RETURN(db::Statement * st, conn.Cached(kSql));
+  for (size_t begin = 0; begin < keys.size(); begin += kLookupBlock) {
+    const size_t n = std::min(kLookupBlock, keys.size() - begin);
+    absl::flat_hash_map<Digest, size_t> where;  // key -> first index in this block
+    st->BindText(1, scope_id);
+    for (size_t i = 0; i < kLookupBlock; ++i) {
+      const Digest& k = keys[begin + (i < n ? i : 0)];
+      st->BindBlob(static_cast<int>(i + 2), AsBlob(k));
+      if (i < n) where.try_emplace(k, begin + i);
+    }
+    for (;;) {
+      absl::StatusOr<bool> row = st->Step();
+      if (!row.ok()) {
+        st->Reset();
+        return row.status();
+      }
+      if (!*row) break;
+      absl::StatusOr<Digest> k = DigestFromBlob(st->ColumnBlob(0));
+      if (!k.ok()) {
+        st->Reset();
+        return k.status();
+      }
+      if (auto it = where.find(*k); it != where.end()) out[it->second] = st->ColumnInt(1);
+    }
+    st->Reset();
+    // Duplicates within the block share the first one's answer.
+    for (size_t i = 0; i < n; ++i) {
+      if (!out[begin + i]) {
+        auto it = where.find(keys[begin + i]);
+        if (it != where.end() && it->second != begin + i) out[begin + i] = out[it->second];
+      }
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<size_t> ChunkStore::CountMissing(db::Connection& conn, const ChunkScope& scope,
                                                 std::span<const Digest> digests, std::string* example) {
-  ASSIGN_OR_RETURN(db::Statement * st, conn.Cached("SELECT 1 FROM data_chunks WHERE scope = ? AND chunk_key = ?"));
+  std::vector<Digest> keys;
+  keys.reserve(digests.size());
+  for (const Digest& d : digests) keys.push_back(KeyOf(scope, d));
+  ASSIGN_OR_RETURN(std::vector<std::optional<int64_t>> touched, LookupKeys(conn, scope.id, keys));
   size_t missing = 0;
-  for (const Digest& d : digests) {
-    st->BindText(1, scope.id);
-    st->BindBlob(2, AsBlob(KeyOf(scope, d)));
-    ASSIGN_OR_RETURN(bool found, st->Step());
-    st->Reset();
-    if (!found && missing++ == 0 && example != nullptr) *example = d.ToHex();
+  for (size_t i = 0; i < digests.size(); ++i) {
+    if (!touched[i] && missing++ == 0 && example != nullptr) *example = digests[i].ToHex();
   }
   return missing;
 }

@@ -29,7 +29,7 @@
 //   ASSIGN_OR_RETURN(auto chunks, ChunkStore::Create(db, objects, env));
 //   ChunkScope scope;                                   // shared, plaintext
 //   ASSIGN_OR_RETURN(auto batch, chunks->NewBatch(scope, /*verify=*/false));
-//   ASSIGN_OR_RETURN(bool stored, batch->Add(Sha256::Of(bytes), bytes));
+//   RETURN_IF_ERROR(batch->Add(Sha256::Of(bytes), bytes));
 //   RETURN_IF_ERROR(batch->Commit());                   // durable and indexed
 //   ASSIGN_OR_RETURN(std::string back, chunks->Read(scope, digest));
 #ifndef CAIRN_DATA_CHUNK_STORE_H_
@@ -96,17 +96,19 @@ class ChunkStore {
     Batch(const Batch&) = delete;
     Batch& operator=(const Batch&) = delete;
 
-    // Stores one chunk unless the scope (or this batch) has it already;
-    // returns true if stored now. With `verify` (data from the network) the
-    // digest is checked first: kInvalidArgument on a mismatch.
-    absl::StatusOr<bool> Add(const Digest& digest, std::string_view data);
+    // Stores one chunk unless the scope (or this batch) has it already. With
+    // `verify` (data from the network) the digest is checked first:
+    // kInvalidArgument on a mismatch. Small chunks are queued and looked up
+    // in the index a few hundred at a time (one query instead of hundreds),
+    // so whether a chunk was new is known after Commit (stored_chunks()).
+    absl::Status Add(const Digest& digest, std::string_view data);
     // Seals open packs and commits the index rows in one transaction. If a
     // chunk this batch found already stored was garbage-collected meanwhile:
     // kAborted (run the operation again).
     absl::Status Commit();
 
     uint64_t stored_bytes() const { return stored_bytes_.load(); }  // encoded bytes written
-    uint64_t added_chunks() const { return added_chunks_.load(); }
+    uint64_t stored_chunks() const { return stored_chunks_.load(); }  // chunks that were new
 
    private:
     friend class ChunkStore;
@@ -119,6 +121,15 @@ class ChunkStore {
     absl::Status SealLane(Lane& lane);  // REQUIRES: lane.mu held
     absl::Status AddToPack(const Digest& key, ChunkLocation loc, std::string_view encoded);
     void AddRows(std::vector<Row> rows);
+    struct Queued {
+      Digest digest;
+      Digest key;
+      std::string data;
+    };
+    // Looks `queued` up in the index and stores the missing ones.
+    absl::Status StoreQueued(std::vector<Queued> queued);
+    // Encodes and writes one chunk known to be missing.
+    absl::Status Store(const Digest& digest, const Digest& key, std::string_view data);
 
     ChunkStore& store_;
     const ChunkScope scope_;
@@ -129,8 +140,9 @@ class ChunkStore {
     absl::flat_hash_set<Digest> pending_ ABSL_GUARDED_BY(mu_);  // keys added by this batch
     std::vector<Row> rows_ ABSL_GUARDED_BY(mu_);
     std::vector<Digest> reused_ ABSL_GUARDED_BY(mu_);  // stale dedup hits, refreshed at Commit
+    std::vector<Queued> queued_ ABSL_GUARDED_BY(mu_);  // small chunks awaiting their lookup
     std::atomic<uint64_t> stored_bytes_{0};
-    std::atomic<uint64_t> added_chunks_{0};
+    std::atomic<uint64_t> stored_chunks_{0};
     bool committed_ = false;
   };
   absl::StatusOr<std::unique_ptr<Batch>> NewBatch(const ChunkScope& scope, bool verify);
@@ -147,6 +159,11 @@ class ChunkStore {
   // can check inside its own transaction); `example` gets the first one.
   static absl::StatusOr<size_t> CountMissing(db::Connection& conn, const ChunkScope& scope,
                                              std::span<const Digest> digests, std::string* example);
+  // touched_at of each key present in `scope_id`, nullopt for absent ones;
+  // a few hundred keys per query.
+  static absl::StatusOr<std::vector<std::optional<int64_t>>> LookupKeys(db::Connection& conn,
+                                                                        std::string_view scope_id,
+                                                                        std::span<const Digest> keys);
 
   // The index key of `digest` in `scope`.
   static Digest KeyOf(const ChunkScope& scope, const Digest& digest);

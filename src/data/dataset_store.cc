@@ -322,11 +322,14 @@ absl::StatusOr<ChunkScope> DatasetStore::ScopeOf(const Dataset& ds) {
 }
 
 absl::StatusOr<Digest> DatasetStore::PutManifest(const Dataset& ds, const DatasetManifest& manifest) {
+  return PutManifestText(ds, manifest.Serialize());
+}
+
+absl::StatusOr<Digest> DatasetStore::PutManifestText(const Dataset& ds, std::string_view text) {
   ASSIGN_OR_RETURN(ChunkScope scope, ScopeOf(ds));
-  const std::string text = manifest.Serialize();
   const Digest digest = Sha256::Of(text);
   ASSIGN_OR_RETURN(auto batch, chunks_.NewBatch(scope, /*verify=*/false));
-  RETURN_IF_ERROR(batch->Add(digest, text).status());
+  RETURN_IF_ERROR(batch->Add(digest, text));
   RETURN_IF_ERROR(batch->Commit());
   return digest;
 }
@@ -463,11 +466,27 @@ absl::StatusOr<CommitResult> DatasetStore::Commit(const Dataset& ds, const NewCo
                                           request.expected_head.empty() ? "no commit" : request.expected_head,
                                           head_id.empty() ? "no commit" : head_id));
   }
-  ASSIGN_OR_RETURN(DatasetManifest manifest, GetManifest(ds, request.manifest));
-  DatasetManifest parent_manifest;
-  if (parent) {
-    ASSIGN_OR_RETURN(parent_manifest, GetManifest(ds, parent->manifest));
+  // The caller's copies, when it passed them, save a read and a parse each.
+  DatasetManifest owned_manifest, owned_parent;
+  const DatasetManifest* manifest_ptr = request.manifest_hint;
+  if (manifest_ptr == nullptr) {
+    ASSIGN_OR_RETURN(owned_manifest, GetManifest(ds, request.manifest));
+    manifest_ptr = &owned_manifest;
+  } else {
+    // The manifest must still be stored: checked with the chunks below.
   }
+  const DatasetManifest* parent_ptr = &owned_parent;
+  if (parent) {
+    if (request.parent_manifest_hint != nullptr) {
+      parent_ptr = request.parent_manifest_hint;
+    } else if (parent->manifest == request.manifest) {
+      parent_ptr = manifest_ptr;
+    } else {
+      ASSIGN_OR_RETURN(owned_parent, GetManifest(ds, parent->manifest));
+    }
+  }
+  const DatasetManifest& manifest = *manifest_ptr;
+  const DatasetManifest& parent_manifest = *parent_ptr;
 
   // Splits: the request's, or the parent's; sealing is sticky.
   std::vector<Split> splits = request.splits ? *request.splits : (parent ? parent->splits : std::vector<Split>{});
@@ -548,12 +567,25 @@ absl::StatusOr<CommitResult> DatasetStore::Commit(const Dataset& ds, const NewCo
       ASSIGN_OR_RETURN(auto old, Profiles(parent->id));
       for (auto& [path, p] : old) old_profiles.emplace(path, std::move(p));
     }
-    absl::flat_hash_set<std::string> changed;
-    for (const FileChange& ch : DiffManifests(parent_manifest, manifest)) changed.insert(ch.path);
+    // A file is unchanged if the parent has it with the same chunks (both
+    // lists are sorted by path).
+    auto unchanged = [&](const ManifestFile& f) {
+      auto it = std::lower_bound(parent_manifest.files.begin(), parent_manifest.files.end(), f.path,
+                                 [](const ManifestFile& a, const std::string& p) { return a.path < p; });
+      if (it == parent_manifest.files.end() || it->path != f.path || it->size != f.size ||
+          it->chunks.size() != f.chunks.size()) {
+        return false;
+      }
+      for (size_t k = 0; k < f.chunks.size(); ++k) {
+        if (it->chunks[k].digest != f.chunks[k].digest) return false;
+      }
+      return true;
+    };
     auto read = [&](const ChunkRef& c) { return chunks_.Read(scope, c.digest); };
     for (const ManifestFile& f : manifest.files) {
-      if (!changed.contains(f.path)) {
-        if (auto it = old_profiles.find(f.path); it != old_profiles.end()) profiles.emplace_back(f.path, it->second);
+      auto old = old_profiles.find(f.path);
+      if (old != old_profiles.end() && unchanged(f)) {
+        profiles.emplace_back(f.path, old->second);
         continue;
       }
       if (std::optional<Json> p = profiler_(f, read)) profiles.emplace_back(f.path, std::move(*p));

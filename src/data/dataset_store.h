@@ -93,6 +93,12 @@ struct NewCommit {
   std::optional<std::vector<Split>> splits;
   std::vector<std::string> seal;  // names of splits to seal
   int64_t time_ms = 0;            // 0: now
+  // Optional copies the caller already holds, saving a read and a parse
+  // each (not owned; used during Commit only). REQUIRES: `manifest_hint` is
+  // the manifest named `manifest`; `parent_manifest_hint` is the manifest of
+  // the commit `expected_head` (ignored if the branch is elsewhere).
+  const DatasetManifest* manifest_hint = nullptr;
+  const DatasetManifest* parent_manifest_hint = nullptr;
 };
 
 struct CommitResult {
@@ -159,6 +165,8 @@ class DatasetStore {
   // Stores the manifest's canonical text as a chunk of the dataset's scope.
   // REQUIRES: manifest.Normalize() succeeded.
   absl::StatusOr<Digest> PutManifest(const Dataset& ds, const DatasetManifest& manifest);
+  // The same, given the manifest's canonical text (Serialize()).
+  absl::StatusOr<Digest> PutManifestText(const Dataset& ds, std::string_view text);
   absl::StatusOr<DatasetManifest> GetManifest(const Dataset& ds, const Digest& digest);
 
   // Validates (manifest present and parsable, every chunk present, splits

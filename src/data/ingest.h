@@ -47,7 +47,7 @@ class ChunkSink {
 class ChunkStoreSink final : public ChunkSink {
  public:
   explicit ChunkStoreSink(ChunkStore::Batch& batch) : batch_(batch) {}
-  absl::Status Put(const Digest& digest, std::string_view data) override { return batch_.Add(digest, data).status(); }
+  absl::Status Put(const Digest& digest, std::string_view data) override { return batch_.Add(digest, data); }
   absl::Status Flush() override { return batch_.Commit(); }
 
  private:
