@@ -196,10 +196,11 @@ absl::StatusOr<std::optional<std::vector<data::Split>>> ParseSplitArgs(const std
 
 // The commit's files: the parent's, with the added ones replacing same-path
 // entries (or only the added ones with --replace).
-absl::StatusOr<data::DatasetManifest> Overlay(const data::DatasetManifest& parent, std::vector<data::ManifestFile> added,
-                                              bool replace) {
+absl::StatusOr<data::DatasetManifest> Overlay(const data::DatasetManifest& parent,
+                                              std::vector<data::ManifestFile> added, bool replace) {
   data::DatasetManifest m;
-  absl::flat_hash_set<std::string> paths;
+  m.files.reserve(added.size() + (replace ? 0 : parent.files.size()));
+  absl::flat_hash_set<std::string_view> paths;
   for (const data::ManifestFile& f : added) paths.insert(f.path);
   if (!replace) {
     for (const data::ManifestFile& f : parent.files) {
@@ -230,7 +231,8 @@ class AddBackend {
   virtual std::string dataset_id() const = 0;
   // The branch head, or nullopt.
   virtual absl::StatusOr<std::optional<HeadCommit>> Head(const std::string& branch) = 0;
-  virtual data::ChunkSink& sink() = 0;
+  // A fresh sink for one pass over the files (a retry makes another).
+  virtual absl::StatusOr<data::ChunkSink*> NewSink() = 0;
   virtual uint64_t stored_bytes() const = 0;
   // Stores the manifest and commits; returns the commit JSON and whether created.
   virtual absl::StatusOr<std::pair<Json, bool>> Commit(const data::DatasetManifest& m, const std::string& text,
@@ -259,8 +261,6 @@ class EmbeddedAdd final : public AddBackend {
     auto a = std::unique_ptr<EmbeddedAdd>(new EmbeddedAdd(dir));
     ASSIGN_OR_RETURN(a->ds_, dir.datasets().GetDataset(data::kDefaultProject, name));
     ASSIGN_OR_RETURN(a->scope_, dir.datasets().ScopeOf(a->ds_));
-    ASSIGN_OR_RETURN(a->batch_, dir.chunks().NewBatch(a->scope_, /*verify=*/false));
-    a->sink_ = std::make_unique<data::ChunkStoreSink>(*a->batch_);
     return a;
   }
   std::string dataset_id() const override { return ds_.id; }
@@ -278,8 +278,14 @@ class EmbeddedAdd final : public AddBackend {
     ASSIGN_OR_RETURN(std::optional<data::DatasetCommit> head, dir_.datasets().Head(ds_, branch));
     return head ? head->id : "";
   }
-  data::ChunkSink& sink() override { return *sink_; }
-  uint64_t stored_bytes() const override { return batch_->stored_bytes() + manifest_bytes_; }
+  absl::StatusOr<data::ChunkSink*> NewSink() override {
+    if (batch_) earlier_bytes_ += batch_->stored_bytes();
+    sink_.reset();
+    ASSIGN_OR_RETURN(batch_, dir_.chunks().NewBatch(scope_, /*verify=*/false));
+    sink_ = std::make_unique<data::ChunkStoreSink>(*batch_);
+    return sink_.get();
+  }
+  uint64_t stored_bytes() const override { return earlier_bytes_ + (batch_ ? batch_->stored_bytes() : 0); }
   absl::StatusOr<std::pair<Json, bool>> Commit(const data::DatasetManifest& m, const std::string& text,
                                                const std::optional<HeadCommit>& head, const AddOptions& o,
                                                const std::optional<std::vector<data::Split>>& splits) override {
@@ -304,7 +310,7 @@ class EmbeddedAdd final : public AddBackend {
   data::ChunkScope scope_;
   std::unique_ptr<data::ChunkStore::Batch> batch_;
   std::unique_ptr<data::ChunkStoreSink> sink_;
-  uint64_t manifest_bytes_ = 0;
+  uint64_t earlier_bytes_ = 0;  // stored by earlier passes
 };
 
 class RemoteAdd final : public AddBackend {
@@ -343,8 +349,12 @@ class RemoteAdd final : public AddBackend {
     RETURN_IF_ERROR(c.status());
     return JsonStr((*c)["commit"], "id");
   }
-  data::ChunkSink& sink() override { return sink_; }
-  uint64_t stored_bytes() const override { return sink_.stored_bytes(); }
+  absl::StatusOr<data::ChunkSink*> NewSink() override {
+    if (sink_) earlier_bytes_ += sink_->stored_bytes();
+    sink_ = std::make_unique<HttpChunkSink>(t_, path_);
+    return sink_.get();
+  }
+  uint64_t stored_bytes() const override { return earlier_bytes_ + (sink_ ? sink_->stored_bytes() : 0); }
   absl::StatusOr<std::pair<Json, bool>> Commit(const data::DatasetManifest& m, const std::string& text,
                                                const std::optional<HeadCommit>& head, const AddOptions& o,
                                                const std::optional<std::vector<data::Split>>& splits) override {
@@ -362,11 +372,12 @@ class RemoteAdd final : public AddBackend {
   }
 
  private:
-  RemoteAdd(Transport& t, std::string path) : t_(t), path_(path), sink_(t, std::move(path)) {}
+  RemoteAdd(Transport& t, std::string path) : t_(t), path_(std::move(path)) {}
   Transport& t_;
   const std::string path_;
   std::string id_;
-  HttpChunkSink sink_;
+  std::unique_ptr<HttpChunkSink> sink_;
+  uint64_t earlier_bytes_ = 0;
 };
 
 absl::Status DataAdd(Transport& t, const GlobalOptions& g, const std::string& name, const AddOptions& o) {
@@ -413,20 +424,40 @@ absl::Status DataAdd(Transport& t, const GlobalOptions& g, const std::string& na
       progress.Update(p);
       files_cached = p.files_cached;
     };
-    auto files = data::IngestFiles(scanned, backend->sink(), io);
+    if (scanned.empty()) {  // freed after the first pass: scan again
+      ASSIGN_OR_RETURN(scanned, data::ScanTree(o.paths, scan_options));
+    }
+    ASSIGN_OR_RETURN(data::ChunkSink * sink, backend->NewSink());
+    auto files = data::IngestFiles(scanned, *sink, io);
     progress.Done();
     return files;
   };
   ASSIGN_OR_RETURN(std::vector<data::ManifestFile> files, ingest(true));
   const size_t file_count = scanned.size();
+  // The scan is not needed any more (unless the commit must read everything
+  // again, which scans again): free it before the commit's own peak. The
+  // stat cache is saved now (its chunks are durable: the pass flushed them)
+  // and closed, for the same reason; a retry reopens it.
+  scanned = {};
+  const std::string cache_file = CacheDir(g) + "/stat-" + backend->dataset_id();
+  bool cache_saved = true;
+  if (absl::Status s = cache->Save(); !s.ok()) {
+    std::fprintf(stderr, "cairn: warning: could not save the stat cache: %s\n", std::string(s.message()).c_str());
+    cache_saved = false;
+  }
+  cache.reset();
+  auto reopen_cache = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(cache, data::StatCache::Open(cache_file));
+    return absl::OkStatus();
+  };
 
   std::pair<Json, bool> result;
   bool done = false;
-  if (!splits && o.seal.empty() && files_cached == scanned.size() && cache_entries == scanned.size()) {
+  if (!splits && o.seal.empty() && files_cached == file_count && cache_entries == file_count) {
     std::ifstream in(last_add_file);
     Json last = Json::parse(in, nullptr, /*allow_exceptions=*/false);
     if (last.is_object() && JsonStr(last, "fingerprint") == fingerprint &&
-        JsonInt(last, "files") == static_cast<int64_t>(scanned.size())) {
+        JsonInt(last, "files") == static_cast<int64_t>(file_count)) {
       ASSIGN_OR_RETURN(std::string head_id, backend->HeadId(o.branch));
       if (!head_id.empty() && head_id == JsonStr(last, "commit")) {
         ASSIGN_OR_RETURN(Json c, backend->GetCommit(head_id));
@@ -438,8 +469,10 @@ absl::Status DataAdd(Transport& t, const GlobalOptions& g, const std::string& na
   bool retried_without_cache = false;
   for (int attempt = 0; !done; ++attempt) {
     ASSIGN_OR_RETURN(std::optional<HeadCommit> head, backend->Head(o.branch));
+    // `files` moves into the manifest; a retry reads them back from the
+    // stat cache (saved and reopened) or from disk.
     ASSIGN_OR_RETURN(data::DatasetManifest m,
-                     Overlay(head ? head->manifest : data::DatasetManifest{}, files, o.replace));
+                     Overlay(head ? head->manifest : data::DatasetManifest{}, std::move(files), o.replace));
     const std::string text = m.Serialize();
     if (head && !splits && o.seal.empty() && Sha256::Of(text) == head->manifest_digest) {
       // Same files as the head: nothing to commit (and nothing to upload).
@@ -452,20 +485,29 @@ absl::Status DataAdd(Transport& t, const GlobalOptions& g, const std::string& na
       result = std::move(*r);
       break;
     }
-    if (absl::IsAborted(r.status()) && attempt < 3) continue;  // the branch moved: rebuild on the new head
-    if (absl::IsFailedPrecondition(r.status()) && !retried_without_cache && !scanned.empty() &&
+    if (absl::IsAborted(r.status()) && attempt < 3) {
+      // The branch moved: rebuild on the new head. The files just read are
+      // all in the saved stat cache.
+      RETURN_IF_ERROR(reopen_cache());
+      ASSIGN_OR_RETURN(files, ingest(true));
+      RETURN_IF_ERROR(cache->Save());
+      cache.reset();
+      continue;
+    }
+    if (absl::IsFailedPrecondition(r.status()) && !retried_without_cache && file_count > 0 &&
         r.status().message().find("not stored") != std::string_view::npos) {
       // The stat cache named chunks the store no longer has (collected, or
       // another data directory): read everything again.
+      // The cache is wrong for this store: drop it (the next add fills it).
       retried_without_cache = true;
+      std::remove(cache_file.c_str());
+      cache_saved = false;
       ASSIGN_OR_RETURN(files, ingest(false));
       continue;
     }
     return r.status();
   }
-  scanned = {};  // the commit is made: free the scan before saving the cache
-  if (absl::Status s = cache->Save(); !s.ok()) {
-    std::fprintf(stderr, "cairn: warning: could not save the stat cache: %s\n", std::string(s.message()).c_str());
+  if (!cache_saved) {
     std::remove(last_add_file.c_str());
   } else {
     std::ofstream out(last_add_file + ".tmp", std::ios::trunc);

@@ -237,6 +237,9 @@ absl::Status ChunkStore::Batch::AddToPack(const Digest& key, ChunkLocation loc, 
     lane->mu.Lock();
   }
   loc.offset = lane->buffer.size();
+  // Exactly one pack's worth, once: growing by doubling would leave a 32 MiB
+  // buffer per lane.
+  if (lane->buffer.capacity() < kPackTargetSize + kPackThreshold) lane->buffer.reserve(kPackTargetSize + kPackThreshold);
   lane->buffer.append(encoded);
   lane->rows.push_back(Row{key, loc});
   absl::Status s = lane->buffer.size() >= kPackTargetSize ? SealLane(*lane) : absl::OkStatus();
@@ -251,7 +254,7 @@ absl::Status ChunkStore::Batch::SealLane(Lane& lane) ABSL_NO_THREAD_SAFETY_ANALY
   for (Row& r : lane.rows) r.loc.object = pack;
   AddRows(std::move(lane.rows));
   lane.rows.clear();
-  lane.buffer.clear();
+  lane.buffer.clear();  // keeps its capacity for the next pack
   return absl::OkStatus();
 }
 
@@ -278,6 +281,7 @@ absl::Status ChunkStore::Batch::Commit() {
     absl::MutexLock lock(&mu_);
     rows.swap(rows_);
     reused.swap(reused_);
+    pending_ = {};  // no more Adds: free the dedup set
   }
   if (rows.empty() && reused.empty()) return absl::OkStatus();
   ASSIGN_OR_RETURN(db::ConnectionPool::Lease conn, store_.pool_->Acquire());

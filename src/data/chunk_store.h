@@ -9,7 +9,7 @@
 //   - picks a home: a chunk of >= kPackThreshold encoded bytes is an object of
 //     its own (a raw plaintext chunk is stored under its own digest, with no
 //     second hash); smaller ones are appended to a pack object (up to
-//     kPackTargetSize), so 200,000 small files make a few dozen objects, not
+//     kPackTargetSize), so 200,000 small files make about a hundred objects, not
 //     200,000 fsynced files;
 //   - records (scope, key) -> (object, offset, stored size, size, codec) in
 //     table data_chunks. The key is the digest, or in an encrypted scope the
@@ -66,7 +66,7 @@ struct ChunkScope {
 };
 
 inline constexpr size_t kPackThreshold = 64 << 10;
-inline constexpr size_t kPackTargetSize = 16 << 20;
+inline constexpr size_t kPackTargetSize = 8 << 20;
 
 // Codec bits in data_chunks.codec.
 inline constexpr int kCodecZstd = 1;
