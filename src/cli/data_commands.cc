@@ -646,6 +646,20 @@ absl::Status DataCheckout(Transport& t, const GlobalOptions& g, const Target& ta
     for (const Json& f : tree.value("files", Json::array())) wanted.insert(JsonStr(f, "path"));
   }
   uint64_t files = 0, bytes = 0;
+  data::IngestProgress progress{};
+  for (const data::ManifestFile& f : m.files) {
+    if (!split.empty() && !wanted.contains(f.path)) continue;
+    ++progress.files_total;
+    progress.bytes_total += f.size;
+  }
+  ProgressLine line(!g.json && ::isatty(STDERR_FILENO));
+  auto last_shown = std::chrono::steady_clock::now();
+  auto show = [&](bool force) {
+    if (force || std::chrono::steady_clock::now() - last_shown > std::chrono::milliseconds(200)) {
+      line.Update(progress);
+      last_shown = std::chrono::steady_clock::now();
+    }
+  };
   for (const data::ManifestFile& f : m.files) {
     if (!split.empty() && !wanted.contains(f.path)) continue;
     const std::string out = dir + "/" + f.path;  // paths are validated by Parse: no "..", no absolute paths
@@ -660,6 +674,8 @@ absl::Status DataCheckout(Transport& t, const GlobalOptions& g, const Target& ta
     absl::Status s = t.Download(
         base + "/files/" + commit_id + "/" + http::UrlEncodePath(f.path), [&](std::string_view b) -> absl::Status {
           if (std::fwrite(b.data(), 1, b.size(), fp) != b.size()) return absl::ResourceExhaustedError("write failed");
+          progress.bytes_done += b.size();
+          show(false);
           while (!b.empty()) {
             if (chunk >= f.chunks.size()) return absl::DataLossError(fmt::format("{}: more bytes than expected", f.path));
             const size_t take = static_cast<size_t>(std::min<uint64_t>(b.size(), f.chunks[chunk].size - in_chunk));
@@ -688,7 +704,11 @@ absl::Status DataCheckout(Transport& t, const GlobalOptions& g, const Target& ta
     }
     ++files;
     bytes += f.size;
+    ++progress.files_done;
+    show(false);
   }
+  show(true);
+  line.Done();
   if (g.json) {
     PrintJson({{"commit", commit_id}, {"directory", dir}, {"files", files}, {"bytes", bytes}});
   } else {
