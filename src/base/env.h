@@ -104,6 +104,10 @@ class Env {
   // of files (Linux syncfs). It also flushes other writers' data on that
   // file system, so use it for large batches only.
   virtual absl::Status SyncFileSystem(const std::string& path) = 0;
+  // Starts writing the file's dirty pages to disk without waiting (Linux
+  // sync_file_range WRITE), so that a later sync finds little left to do.
+  // A hint: guarantees nothing; the default does nothing.
+  virtual void StartWriteback(const std::string& path) {}
 
   // Microseconds since the Unix epoch (wall clock).
   virtual int64_t NowMicros() = 0;

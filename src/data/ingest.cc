@@ -256,8 +256,7 @@ class Ingestion {
         hasher.Update(piece);
         Digest d = hasher.Finish();
         RETURN_IF_ERROR(sink_.Put(d, piece));
-        done.push_back({index, static_cast<uint32_t>(chunks.size()), ChunkRef{d, len}});
-        chunks.push_back(ChunkRef{d, len});
+        chunks.push_back(ChunkRef{d, len});  // complete: no hasher fills it in later
         off += len;
       }
       bytes_done_ += f.size;

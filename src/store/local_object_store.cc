@@ -276,6 +276,9 @@ class LocalWriteBatch final : public ObjectWriteBatch {
       RETURN_IF_ERROR(file->Append(data));
       return file->Close();
     }();
+    // The disk starts on it now, while the caller produces more, instead of
+    // all at once in Commit's sync.
+    if (s.ok()) env_.StartWriteback(tmp);
     absl::MutexLock lock(&mu_);
     if (!s.ok()) {
       queued_.erase(digest);
