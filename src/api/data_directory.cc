@@ -16,7 +16,7 @@ absl::StatusOr<std::unique_ptr<DataDirectory>> DataDirectory::Open(Env& env, con
   if (!db.ok()) return Annotate(db.status(), "cannot open " + path + "/cairn.db");
   dir->db_ = std::move(db).value();
   ASSIGN_OR_RETURN(dir->objects_, store::LocalObjectStore::Create(
-                                    env, dir->objects_path(), {.remove_temp_files = role == Role::kServer}));
+                                    env, dir->objects_path(), {.remove_temp_files = true}));
   ASSIGN_OR_RETURN(dir->tracking_, tracking::TrackingStore::Create(*dir->db_, env));
   auto keys = store::KeyRing::OpenOrCreate(env, path + "/keys");
   if (!keys.ok()) return Annotate(keys.status(), "cannot open the key ring " + path + "/keys");

@@ -29,6 +29,7 @@ class DataDirectory {
   enum class Role {
     kServer,  // the process that owns the directory: cleans up after crashes at open
     kClient,  // a CLI opening it beside a possibly running server: touches nothing in flight
+              // (it removes only dead writers' temp files, which is safe beside live ones)
   };
   // Creates the directory and its parts if missing. `env` is not owned.
   static absl::StatusOr<std::unique_ptr<DataDirectory>> Open(Env& env, const std::string& path,

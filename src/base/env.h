@@ -68,6 +68,12 @@ struct FileInfo {
   int64_t mtime_micros = 0;  // Last modification (files); garbage collection's grace period reads it.
 };
 
+// A held lock on a file (Env::LockFile); released when destroyed.
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -108,6 +114,12 @@ class Env {
   // sync_file_range WRITE), so that a later sync finds little left to do.
   // A hint: guarantees nothing; the default does nothing.
   virtual void StartWriteback(const std::string& path) {}
+  // Takes an exclusive lock on `path` (created if missing), held until the
+  // returned object is destroyed; kUnavailable if anyone (another process, or
+  // another LockFile in this one) holds it. A crashed holder's lock is
+  // released by the system, so "can I lock it?" tells whether its owner is
+  // alive.
+  virtual absl::StatusOr<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
 
   // Microseconds since the Unix epoch (wall clock).
   virtual int64_t NowMicros() = 0;

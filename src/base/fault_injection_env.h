@@ -80,6 +80,7 @@ class FaultInjectionEnv : public Env {
   absl::Status SyncFile(const std::string& path) override;
   // Counts as kSync.
   absl::Status SyncFileSystem(const std::string& path) override;
+  absl::StatusOr<std::unique_ptr<FileLock>> LockFile(const std::string& path) override { return base_.LockFile(path); }
   absl::Status SyncDir(const std::string& dir) override;
   int64_t NowMicros() override { return base_.NowMicros(); }
   int64_t MonotonicMicros() override { return base_.MonotonicMicros(); }

@@ -293,6 +293,34 @@ absl::Status MemEnv::SyncFile(const std::string& path) {
   return absl::OkStatus();
 }
 
+namespace {
+class MemFileLock final : public FileLock {
+ public:
+  MemFileLock(absl::Mutex& mu, std::set<std::string>& locked, std::string path)
+      : mu_(mu), locked_(locked), path_(std::move(path)) {}
+  ~MemFileLock() override {
+    absl::MutexLock lock(&mu_);
+    locked_.erase(path_);
+  }
+
+ private:
+  absl::Mutex& mu_;
+  std::set<std::string>& locked_;
+  const std::string path_;
+};
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FileLock>> MemEnv::LockFile(const std::string& path) {
+  const std::string norm = Normalize(path);
+  if (!FileExists(path)) {
+    ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> f, NewWritableFile(path));
+    RETURN_IF_ERROR(f->Close());
+  }
+  absl::MutexLock lock(&mu_);
+  if (!locked_.insert(norm).second) return absl::UnavailableError(fmt::format("{} is locked by another writer", path));
+  return std::unique_ptr<FileLock>(new MemFileLock(mu_, locked_, norm));
+}
+
 absl::Status MemEnv::SyncFileSystem(const std::string& path) {
   std::vector<std::shared_ptr<FileState>> states;
   {

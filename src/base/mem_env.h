@@ -64,6 +64,7 @@ class MemEnv : public Env {
   absl::Status SyncFile(const std::string& path) override;
   // Syncs every file (the MemEnv is one file system).
   absl::Status SyncFileSystem(const std::string& path) override;
+  absl::StatusOr<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
   int64_t NowMicros() override;
   int64_t MonotonicMicros() override;
   void SleepForMicros(int64_t micros) override;
@@ -91,6 +92,7 @@ class MemEnv : public Env {
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<FileState>> files_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> dirs_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> locked_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex clock_mu_;
   std::optional<int64_t> fake_now_ ABSL_GUARDED_BY(clock_mu_);

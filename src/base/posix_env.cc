@@ -6,6 +6,7 @@
 // anything else -> kInternal. Messages read "<op> <path>: <strerror>".
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -20,6 +21,17 @@
 #include "base/env.h"
 
 namespace cairn {
+
+namespace {
+class PosixFileLock final : public FileLock {
+ public:
+  explicit PosixFileLock(int fd) : fd_(fd) {}
+  ~PosixFileLock() override { ::close(fd_); }  // closing releases the flock
+
+ private:
+  int fd_;
+};
+}  // namespace
 namespace {
 
 absl::Status ErrnoStatus(std::string_view op, const std::string& path, int err) {
@@ -229,6 +241,30 @@ class PosixEnv final : public Env {
     ::close(fd);
     if (rc != 0) return ErrnoStatus("syncfs", path, err);
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::unique_ptr<FileLock>> LockFile(const std::string& path) override {
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd < 0) return ErrnoStatus("open", path, errno);
+      // flock locks belong to the open file description: a second LockFile
+      // in this process conflicts too (fcntl locks would not).
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        ::close(fd);
+        if (err == EWOULDBLOCK) return absl::UnavailableError(fmt::format("{} is locked by another writer", path));
+        return ErrnoStatus("flock", path, err);
+      }
+      // Someone who held the lock before us may have deleted the file in
+      // between: then we locked a file nobody can see. Lock the new one.
+      struct stat held, now;
+      if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 && held.st_ino == now.st_ino &&
+          held.st_dev == now.st_dev) {
+        return std::unique_ptr<FileLock>(new PosixFileLock(fd));
+      }
+      ::close(fd);
+    }
+    return absl::UnavailableError(fmt::format("{} keeps being replaced; cannot lock it", path));
   }
 
   void StartWriteback(const std::string& path) override {

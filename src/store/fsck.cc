@@ -1,5 +1,7 @@
 #include "store/fsck.h"
 
+#include "absl/container/flat_hash_set.h"
+
 #include <algorithm>
 #include <memory>
 
@@ -56,12 +58,23 @@ class Checker {
     return std::move(*entries);
   }
 
+  // Files of live writers (their owner lock is held) are writes in
+  // progress, not problems; anything else is a crashed writer's leftover.
   void CheckTempDir(const std::string& dir) {
     std::optional<std::vector<FileInfo>> entries = List(dir);
     if (!entries) return;
+    absl::flat_hash_set<std::string> alive;
     for (const FileInfo& e : *entries) {
+      if (e.is_dir || !IsOwnerLockName(e.name)) continue;
+      absl::StatusOr<std::unique_ptr<FileLock>> lock = env_.LockFile(JoinPath(dir, e.name));
+      if (absl::IsUnavailable(lock.status())) alive.insert(std::string(TempFileOwner(e.name)));
+    }
+    for (const FileInfo& e : *entries) {
+      std::string_view owner = e.is_dir ? std::string_view() : TempFileOwner(e.name);
+      if (!owner.empty() && alive.contains(std::string(owner))) continue;
       Report(Kind::kStrayTempFile, JoinPath(dir, e.name),
-             e.is_dir ? "directory in tmp/" : fmt::format("temp file of {} bytes (crashed or in-progress write)", e.size));
+             e.is_dir ? "directory in tmp/"
+                      : fmt::format("temp file of {} bytes left by a writer that is gone", e.size));
     }
   }
 

@@ -216,6 +216,8 @@ absl::StatusOr<std::unique_ptr<LocalObjectStore>> LocalObjectStore::Create(Env& 
   while (root.size() > 1 && root.back() == '/') root.pop_back();
   std::unique_ptr<LocalObjectStore> store(new LocalObjectStore(env, std::move(root)));
   RETURN_IF_ERROR(env.CreateDirs(store->TempDir()));
+  store->owner_ = NewRandomHex(8);
+  ASSIGN_OR_RETURN(store->owner_lock_, env.LockFile(JoinPath(store->TempDir(), store->owner_ + ".lock")));
   if (options.remove_temp_files) RETURN_IF_ERROR(store->RemoveTempFiles().status());
   return store;
 }
@@ -230,21 +232,74 @@ std::string LocalObjectStore::ObjectPath(const Digest& digest) const {
 
 std::string LocalObjectStore::TempDir() const { return JoinPath(root_, "tmp"); }
 
+std::string_view TempFileOwner(std::string_view name) {
+  auto hex16 = [](std::string_view s) {
+    return s.size() == 16 && std::all_of(s.begin(), s.end(), IsLowerHex);
+  };
+  if (name.size() == 21 && name.substr(16) == ".lock" && hex16(name.substr(0, 16))) return name.substr(0, 16);
+  if (name.size() == 16 + 1 + 32 + 4 && name[16] == '-' && name.substr(49) == ".tmp" && hex16(name.substr(0, 16))) {
+    return name.substr(0, 16);
+  }
+  return {};
+}
+
+bool IsOwnerLockName(std::string_view name) { return name.size() == 21 && !TempFileOwner(name).empty(); }
+
+LocalObjectStore::~LocalObjectStore() {
+  if (owner_lock_) {
+    // Deleted while still held: nobody can take over the name meanwhile.
+    env_.DeleteFile(JoinPath(TempDir(), owner_ + ".lock")).IgnoreError();
+    owner_lock_.reset();
+  }
+}
+
+std::string LocalObjectStore::NewTempPath() const {
+  return JoinPath(TempDir(), owner_ + "-" + NewRandomHex(16) + ".tmp");
+}
+
 absl::StatusOr<int> LocalObjectStore::RemoveTempFiles() {
   const std::string dir = TempDir();
   ASSIGN_OR_RETURN(std::vector<FileInfo> entries, env_.GetChildren(dir));
+  // Owners whose lock we can take are gone; hold their locks while their
+  // files are removed, so no new owner can reuse the name meanwhile.
+  absl::flat_hash_set<std::string> alive;
+  std::vector<std::pair<std::string, std::unique_ptr<FileLock>>> dead;
+  for (const FileInfo& e : entries) {
+    if (e.is_dir || !IsOwnerLockName(e.name)) continue;
+    std::string owner(TempFileOwner(e.name));
+    if (owner == owner_) {
+      alive.insert(owner);
+      continue;
+    }
+    absl::StatusOr<std::unique_ptr<FileLock>> lock = env_.LockFile(JoinPath(dir, e.name));
+    if (lock.ok()) {
+      dead.emplace_back(owner, std::move(*lock));
+    } else if (absl::IsUnavailable(lock.status())) {
+      alive.insert(owner);
+    } else {
+      return lock.status();
+    }
+  }
   int removed = 0;
   for (const FileInfo& e : entries) {
-    if (e.is_dir) continue;
+    if (e.is_dir || IsOwnerLockName(e.name)) continue;
+    std::string_view owner = TempFileOwner(e.name);
+    if (!owner.empty() && alive.contains(std::string(owner))) continue;
     absl::Status s = env_.DeleteFile(JoinPath(dir, e.name));
     if (!s.ok() && !absl::IsNotFound(s)) return s;
     ++removed;
+  }
+  for (auto& [owner, lock] : dead) {
+    absl::Status s = env_.DeleteFile(JoinPath(dir, owner + ".lock"));
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+    ++removed;
+    lock.reset();
   }
   return removed;
 }
 
 absl::StatusOr<std::unique_ptr<ObjectWriter>> LocalObjectStore::NewWriter() {
-  std::string tmp_path = JoinPath(TempDir(), NewRandomHex(16) + ".tmp");
+  std::string tmp_path = NewTempPath();
   ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, env_.NewWritableFile(tmp_path));
   return std::make_unique<LocalObjectWriter>(env_, *this, std::move(tmp_path), std::move(file));
 }
@@ -270,7 +325,7 @@ class LocalWriteBatch final : public ObjectWriteBatch {
       absl::MutexLock lock(&mu_);
       if (!queued_.insert(digest).second) return absl::OkStatus();
     }
-    std::string tmp = JoinPath(store_.TempDir(), NewRandomHex(16) + ".tmp");
+    std::string tmp = store_.NewTempPath();
     absl::Status s = [&]() -> absl::Status {
       ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, env_.NewWritableFile(tmp));
       RETURN_IF_ERROR(file->Append(data));
@@ -370,7 +425,7 @@ absl::Status LocalObjectStore::PutHashed(const Digest& digest, std::string_view 
   const std::string path = ObjectPath(digest);
   absl::StatusOr<uint64_t> existing = env_.GetFileSize(path);
   if (existing.ok() && *existing == data.size()) return env_.TouchFile(path);
-  std::string tmp_path = JoinPath(TempDir(), NewRandomHex(16) + ".tmp");
+  std::string tmp_path = NewTempPath();
   ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, env_.NewWritableFile(tmp_path));
   LocalObjectWriter writer(env_, *this, std::move(tmp_path), std::move(file), digest);
   RETURN_IF_ERROR(writer.Append(data));

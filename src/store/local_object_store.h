@@ -4,7 +4,10 @@
 //   <root>/<h0h1>/<h2h3>/<h0...h63>   an object: its exact bytes, named by the
 //                                     lowercase hex SHA-256 of those bytes and
 //                                     sharded by the first two bytes of it
-//   <root>/tmp/<random>.tmp           objects being written; never read
+//   <root>/tmp/<owner>.lock           one per open store (process), locked
+//                                     (flock) while it is open
+//   <root>/tmp/<owner>-<random>.tmp   objects being written by that owner;
+//                                     never read
 // Nothing else belongs in `root`; FsckObjectStore (store/fsck.h) reports
 // anything else it finds.
 //
@@ -13,10 +16,10 @@
 // rename into place, SyncDir the shard. If an object with that digest is
 // already there (and has the right size) the temp file is dropped instead.
 // Any failure removes the temp file, so a failed or abandoned write leaves
-// nothing visible. A crash can leave temp files behind: Create() removes
-// them, which assumes one process owns a store directory at a time (another
-// process may pass remove_temp_files = false and call RemoveTempFiles() when
-// it knows no writer is active).
+// nothing visible. A crash can leave temp files behind; they are removed by
+// RemoveTempFiles() (Create() calls it): a temp file whose owner's lock
+// file is no longer locked belongs to a dead process. Several processes may
+// share a store directory.
 //
 // Reading: full reads hash as they go and fail with kDataLoss on the read
 // that reaches the end if the digest or size is wrong.
@@ -41,7 +44,7 @@ namespace cairn::store {
 class LocalObjectStore final : public ObjectStore {
  public:
   struct Options {
-    // Remove leftover temp files at Create (see the note above).
+    // Remove dead writers' temp files at Create (see the note above).
     bool remove_temp_files = true;
   };
 
@@ -50,6 +53,7 @@ class LocalObjectStore final : public ObjectStore {
   static absl::StatusOr<std::unique_ptr<LocalObjectStore>> Create(Env& env, std::string root,
                                                                   const Options& options);
 
+  ~LocalObjectStore() override;  // removes its owner lock file
   LocalObjectStore(const LocalObjectStore&) = delete;
   LocalObjectStore& operator=(const LocalObjectStore&) = delete;
 
@@ -67,9 +71,12 @@ class LocalObjectStore final : public ObjectStore {
   absl::Status Delete(const Digest& digest) override;
   absl::Status List(const std::function<absl::Status(const ObjectInfo&)>& fn) override;
 
-  // Deletes every file in <root>/tmp; returns how many. REQUIRES: no writer
-  // (in any process) is active on this store.
+  // Deletes the temp files (and lock files) of owners that are gone: their
+  // lock is free. Live writers' files, in any process, are left alone.
+  // Returns how many files were deleted.
   absl::StatusOr<int> RemoveTempFiles();
+  // A new temp file name of this store's owner.
+  std::string NewTempPath() const;
 
   const std::string& root() const { return root_; }
   // Where the object `digest` lives: <root>/ab/cd/abcd....
@@ -81,12 +88,18 @@ class LocalObjectStore final : public ObjectStore {
 
   Env& env_;
   const std::string root_;
+  std::string owner_;                      // 16 hex characters
+  std::unique_ptr<FileLock> owner_lock_;   // tmp/<owner_>.lock, held while open
 };
 
 // Name checks shared with fsck: two lowercase hex characters, and a full
 // lowercase 64-hex-character object name.
 bool IsShardName(std::string_view name);
 bool IsObjectName(std::string_view name);
+// The owner of a name in tmp/: "<owner>" of "<owner>.lock" or
+// "<owner>-<random>.tmp"; empty for anything else.
+std::string_view TempFileOwner(std::string_view name);
+bool IsOwnerLockName(std::string_view name);
 
 }  // namespace cairn::store
 

@@ -1,5 +1,8 @@
 // LocalObjectStore: the shared ObjectStore suite over PosixEnv and MemEnv,
 // plus tests of the local layout, temp-file handling and crash behaviour.
+#include <algorithm>
+
+#include "store/fsck.h"
 #include "store/local_object_store.h"
 
 #include "base/mem_env.h"
@@ -49,7 +52,9 @@ class LocalHarness : public ObjectStoreHarness {
   }
   absl::StatusOr<int> PendingWritesForTest() override {
     ASSIGN_OR_RETURN(std::vector<FileInfo> entries, base_->GetChildren(store_->TempDir()));
-    return static_cast<int>(entries.size());
+    // Owner lock files are not writes.
+    return static_cast<int>(std::count_if(entries.begin(), entries.end(),
+                                          [](const FileInfo& e) { return !IsOwnerLockName(e.name); }));
   }
   FaultInjectionEnv* faults() override { return faults_.get(); }
 
@@ -77,6 +82,12 @@ INSTANTIATE_TEST_SUITE_P(
 
 class LocalObjectStoreTest : public ::testing::TestWithParam<bool> {
  protected:
+  // The temp files in tmp/ (not the owner lock files).
+  absl::StatusOr<std::vector<FileInfo>> TempFiles() {
+    ASSIGN_OR_RETURN(std::vector<FileInfo> entries, h_.base_env().GetChildren(h_.local().TempDir()));
+    std::erase_if(entries, [](const FileInfo& e) { return IsOwnerLockName(e.name); });
+    return entries;
+  }
   LocalHarness h_{GetParam()};
 };
 
@@ -108,11 +119,11 @@ TEST_P(LocalObjectStoreTest, WritesStreamToDiskWithBoundedBuffering) {
   ASSERT_OK_AND_ASSIGN(auto w, h_.store().NewWriter());
   std::string chunk(1 << 20, 'z');
   for (int i = 0; i < 8; ++i) ASSERT_OK(w->Append(chunk));
-  ASSERT_OK_AND_ASSIGN(std::vector<FileInfo> tmp, h_.base_env().GetChildren(h_.local().TempDir()));
+  ASSERT_OK_AND_ASSIGN(std::vector<FileInfo> tmp, TempFiles());
   ASSERT_EQ(tmp.size(), 1u);
   EXPECT_GE(tmp[0].size, 7u << 20);  // At most one buffer (1 MiB) held back.
   for (int i = 0; i < 8 * 1024; ++i) ASSERT_OK(w->Append(std::string_view(chunk).substr(0, 100)));
-  ASSERT_OK_AND_ASSIGN(tmp, h_.base_env().GetChildren(h_.local().TempDir()));
+  ASSERT_OK_AND_ASSIGN(tmp, TempFiles());
   EXPECT_GE(tmp[0].size, (8u << 20) + 819200 - (1u << 20));
   ASSERT_OK(w->Commit().status());
 }
@@ -129,6 +140,33 @@ TEST_P(LocalObjectStoreTest, CreateRemovesLeftoverTempFilesAndKeepsObjects) {
   EXPECT_EQ(got, "kept");
   ASSERT_OK_AND_ASSIGN(int removed, reopened->RemoveTempFiles());
   EXPECT_EQ(removed, 0);
+}
+
+// Several processes may share a store: a store's cleanup removes only the
+// temp files of writers that are gone (their owner lock is free).
+TEST_P(LocalObjectStoreTest, CleanupSparesLiveWritersAndRemovesDeadOnes) {
+  ASSERT_OK_AND_ASSIGN(auto writer, h_.store().NewWriter());
+  ASSERT_OK(writer->Append("in flight"));
+  ASSERT_OK_AND_ASSIGN(auto batch, h_.store().NewWriteBatch());
+  ASSERT_OK(batch->Put(std::string(300000, 'b')).status());
+  // A dead owner: its lock file exists but nobody holds it.
+  const std::string dead = "0123456789abcdef";
+  ASSERT_OK(h_.base_env().WriteFileAtomic(h_.local().TempDir() + "/" + dead + ".lock", ""));
+  ASSERT_OK(h_.base_env().WriteFileAtomic(
+      h_.local().TempDir() + "/" + dead + "-" + std::string(32, 'a') + ".tmp", "left by a crash"));
+  ASSERT_EQ(*h_.PendingWritesForTest(), 3);
+
+  ASSERT_OK_AND_ASSIGN(auto other, LocalObjectStore::Create(h_.base_env(), h_.root()));  // another process
+  EXPECT_EQ(*h_.PendingWritesForTest(), 2);  // only the dead owner's file went
+  EXPECT_FALSE(h_.base_env().FileExists(h_.local().TempDir() + "/" + dead + ".lock"));
+  ASSERT_OK_AND_ASSIGN(auto report, FsckObjectStore(h_.base_env(), h_.root()));
+  EXPECT_TRUE(report.problems.empty()) << "live writes are not problems";
+
+  ASSERT_OK_AND_ASSIGN(ObjectInfo info, writer->Commit());
+  ASSERT_OK(batch->Commit());
+  EXPECT_EQ(*h_.PendingWritesForTest(), 0);
+  ASSERT_OK_AND_ASSIGN(std::string got, other->Get(info.digest));
+  EXPECT_EQ(got, "in flight");
 }
 
 TEST_P(LocalObjectStoreTest, ListIgnoresStrayFiles) {
