@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "absl/synchronization/mutex.h"
+#include "data/internal/scoped_fd.h"
 
 namespace cairn::data {
 namespace {
@@ -87,19 +88,7 @@ class ChunkQueue {
   const uint64_t capacity_;
 };
 
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using internal::ScopedFd;
 
 // Reads up to `n` bytes (fewer only at the end of the file).
 absl::StatusOr<size_t> ReadFully(int fd, const std::string& path, char* buf, size_t n) {
@@ -234,7 +223,7 @@ class Ingestion {
 
   absl::Status ReadFile(uint32_t index, const ScannedFile& f, std::string& buf, Sha256& hasher,
                         std::vector<ChunkDone>& done) {
-    FileDescriptor fd(::open(f.disk_path.c_str(), O_RDONLY | O_CLOEXEC));
+    ScopedFd fd(::open(f.disk_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) return absl::InternalError(fmt::format("open {}: {}", f.disk_path, std::strerror(errno)));
     std::vector<ChunkRef>& chunks = results_[index].chunks;
     const ChunkerParams& params = *options_.chunking;

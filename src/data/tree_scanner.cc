@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "data/glob.h"
+#include "data/internal/scoped_fd.h"
 #include "data/manifest.h"
 
 namespace cairn::data {
@@ -40,19 +41,7 @@ absl::Status ErrnoStatus(int err, std::string message) {
 }
 
 // Owns a file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = internal::ScopedFd;
 
 // realpath(3) as a std::string; errno is preserved on failure.
 bool RealPath(const std::string& path, std::string* out) {
