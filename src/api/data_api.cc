@@ -36,24 +36,6 @@ Json DatasetJson(const data::Dataset& ds) {
           {"created_at", ds.created_at_ms}};
 }
 
-Json SplitJson(const data::Split& s) {
-  return {{"name", s.name}, {"globs", s.globs}, {"sealed", s.sealed}, {"files", s.files}, {"bytes", s.bytes}};
-}
-
-Json CommitJson(const data::Dataset& ds, const data::DatasetCommit& c) {
-  Json splits = Json::array();
-  for (const data::Split& s : c.splits) splits.push_back(SplitJson(s));
-  return {{"id", c.id},
-          {"dataset", ds.name},
-          {"manifest", c.manifest.ToHex()},
-          {"parents", c.parents},
-          {"message", c.message},
-          {"author", c.author},
-          {"created_at", c.created_at_ms},
-          {"file_count", c.file_count},
-          {"total_bytes", c.total_bytes},
-          {"splits", std::move(splits)}};
-}
 
 Json RefJson(const data::Ref& r) {
   return {{"kind", r.kind}, {"name", r.name}, {"commit", r.commit_id}, {"updated_at", r.updated_at_ms}};
@@ -538,6 +520,25 @@ class DataApi {
 };
 
 }  // namespace
+
+Json SplitJson(const data::Split& s) {
+  return {{"name", s.name}, {"globs", s.globs}, {"sealed", s.sealed}, {"files", s.files}, {"bytes", s.bytes}};
+}
+
+Json CommitJson(const data::Dataset& ds, const data::DatasetCommit& c) {
+  Json splits = Json::array();
+  for (const data::Split& s : c.splits) splits.push_back(SplitJson(s));
+  return {{"id", c.id},
+          {"dataset", ds.name},
+          {"manifest", c.manifest.ToHex()},
+          {"parents", c.parents},
+          {"message", c.message},
+          {"author", c.author},
+          {"created_at", c.created_at_ms},
+          {"file_count", c.file_count},
+          {"total_bytes", c.total_bytes},
+          {"splits", std::move(splits)}};
+}
 
 std::string EncodeChunkFrame(const Digest& digest, std::string_view data) {
   std::string out;

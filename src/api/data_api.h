@@ -26,6 +26,10 @@ namespace cairn::api {
 
 void AddDataRoutes(DataDirectory& dir, http::Router& router);
 
+// The JSON of a commit, as every route returns it (docs/api-datasets.md).
+Json CommitJson(const data::Dataset& ds, const data::DatasetCommit& c);
+Json SplitJson(const data::Split& s);
+
 // The chunk upload body: frames of [32-byte SHA-256][4-byte big-endian
 // length][bytes], back to back.
 inline constexpr uint32_t kMaxUploadFrame = 256u << 20;

@@ -169,19 +169,7 @@ int RunCli(int argc, char** argv) {
   app.set_version_flag("--version", std::string("cairn ") + CAIRN_VERSION);
 
   int exit_code = 0;
-  auto transport = [&]() -> absl::StatusOr<std::unique_ptr<Transport>> {
-    return Transport::Connect({.url = g.url, .data_dir = g.data_dir});
-  };
-  // Runs `fn` with a transport, turning errors into exit code 1.
-  auto with_transport = [&](const std::function<absl::Status(Transport&)>& fn) {
-    auto t = transport();
-    if (!t.ok()) {
-      exit_code = Fail(t.status());
-      return;
-    }
-    absl::Status s = fn(**t);
-    if (!s.ok()) exit_code = Fail(s);
-  };
+  auto with_transport = [&](const std::function<absl::Status(Transport&)>& fn) { WithTransport(g, exit_code, fn); };
 
   // ----------------------------------------------------------------- server
   auto* server = app.add_subcommand("server", "Run the tracking server (MLflow REST API) on a data directory");

@@ -1,5 +1,7 @@
 #include "cli/cli_common.h"
 
+#include "cli/transport.h"
+
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -39,6 +41,16 @@ void PrintJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "cairn: error: %s\n", std::string(s.message()).c_str());
   return 1;
+}
+
+void WithTransport(const GlobalOptions& g, int& exit_code, const std::function<absl::Status(Transport&)>& fn) {
+  auto t = Transport::Connect({.url = g.url, .data_dir = g.data_dir});
+  if (!t.ok()) {
+    exit_code = Fail(t.status());
+    return;
+  }
+  absl::Status s = fn(**t);
+  if (!s.ok()) exit_code = Fail(s);
 }
 
 }  // namespace cairn::cli

@@ -6,6 +6,7 @@
 #define CAIRN_CLI_CLI_COMMON_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "base/json.h"
@@ -28,6 +29,11 @@ std::string FormatValue(const Json& v);
 void PrintJson(const Json& j);
 // Prints "cairn: error: MESSAGE" to stderr; returns the exit code 1.
 int Fail(const absl::Status& s);
+
+class Transport;
+// Connects to the server or data directory `g` names and runs `fn` with it;
+// a failure (connecting, or `fn`'s) is printed and sets `exit_code` to 1.
+void WithTransport(const GlobalOptions& g, int& exit_code, const std::function<absl::Status(Transport&)>& fn);
 
 }  // namespace cairn::cli
 

@@ -96,6 +96,7 @@ class HttpChunkSink final : public data::ChunkSink {
       absl::MutexLock lock(&mu_);
       if (!seen_.insert(digest).second) return absl::OkStatus();
       batch_.digests.push_back(digest);
+      batch_.offsets.push_back(batch_.frames.size());
       batch_.frames.append(api::EncodeChunkFrame(digest, data));
       if (batch_.frames.size() < kBatchBytes) return absl::OkStatus();
       std::swap(full, batch_);
@@ -118,6 +119,7 @@ class HttpChunkSink final : public data::ChunkSink {
   static constexpr size_t kBatchBytes = 16 << 20;
   struct Batch {
     std::vector<Digest> digests;
+    std::vector<size_t> offsets;  // where each digest's frame starts in `frames`
     std::string frames;
   };
 
@@ -133,14 +135,9 @@ class HttpChunkSink final : public data::ChunkSink {
     }
     if (missing.empty()) return absl::OkStatus();
     std::string upload;
-    size_t pos = 0;
-    for (const Digest& d : b.digests) {
-      const uint32_t len = (uint32_t{static_cast<uint8_t>(b.frames[pos + 32])} << 24) |
-                           (uint32_t{static_cast<uint8_t>(b.frames[pos + 33])} << 16) |
-                           (uint32_t{static_cast<uint8_t>(b.frames[pos + 34])} << 8) |
-                           static_cast<uint8_t>(b.frames[pos + 35]);
-      if (missing.contains(d.ToHex())) upload.append(b.frames, pos, 36 + len);
-      pos += 36 + len;
+    for (size_t i = 0; i < b.digests.size(); ++i) {
+      const size_t end = i + 1 < b.offsets.size() ? b.offsets[i + 1] : b.frames.size();
+      if (missing.contains(b.digests[i].ToHex())) upload.append(b.frames, b.offsets[i], end - b.offsets[i]);
     }
     ASSIGN_OR_RETURN(Json u, WithRetries([&] { return t_.PostBytes(path_ + "/chunks", upload); }));
     stored_bytes_ += static_cast<uint64_t>(JsonInt(u, "stored_bytes"));
@@ -244,16 +241,6 @@ class AddBackend {
   virtual absl::StatusOr<std::string> HeadId(const std::string& branch) = 0;
 };
 
-Json CommitToJson(const data::DatasetCommit& c, const std::string& dataset) {
-  Json splits = Json::array();
-  for (const data::Split& s : c.splits) {
-    splits.push_back({{"name", s.name}, {"globs", s.globs}, {"sealed", s.sealed}, {"files", s.files}, {"bytes", s.bytes}});
-  }
-  return {{"id", c.id},           {"dataset", dataset},          {"manifest", c.manifest.ToHex()},
-          {"parents", c.parents}, {"message", c.message},        {"author", c.author},
-          {"created_at", c.created_at_ms}, {"file_count", c.file_count}, {"total_bytes", c.total_bytes},
-          {"splits", splits}};
-}
 
 class EmbeddedAdd final : public AddBackend {
  public:
@@ -272,7 +259,7 @@ class EmbeddedAdd final : public AddBackend {
   }
   absl::StatusOr<Json> GetCommit(const std::string& id) override {
     ASSIGN_OR_RETURN(data::DatasetCommit c, dir_.datasets().GetCommit(id));
-    return CommitToJson(c, ds_.name);
+    return api::CommitJson(ds_, c);
   }
   absl::StatusOr<std::string> HeadId(const std::string& branch) override {
     ASSIGN_OR_RETURN(std::optional<data::DatasetCommit> head, dir_.datasets().Head(ds_, branch));
@@ -300,7 +287,7 @@ class EmbeddedAdd final : public AddBackend {
                                                   .seal = o.seal,
                                                   .manifest_hint = &m,
                                                   .parent_manifest_hint = head ? &head->manifest : nullptr}));
-    return std::make_pair(CommitToJson(r.commit, ds_.name), r.created);
+    return std::make_pair(api::CommitJson(ds_, r.commit), r.created);
   }
 
  private:
@@ -745,13 +732,7 @@ absl::StatusOr<int64_t> ParseDurationSeconds(const std::string& s) {
 
 void AddDataCommands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   auto with_transport = [&g, &exit_code](const std::function<absl::Status(Transport&)>& fn) {
-    auto t = Transport::Connect({.url = g.url, .data_dir = g.data_dir});
-    if (!t.ok()) {
-      exit_code = Fail(t.status());
-      return;
-    }
-    absl::Status s = fn(**t);
-    if (!s.ok()) exit_code = Fail(s);
+    WithTransport(g, exit_code, fn);
   };
 
   auto* data = app.add_subcommand("data", "Versioned datasets: add files, browse commits, check out");

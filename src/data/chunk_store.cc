@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "data/internal/digest_blob.h"
 #include "data/schema.h"
 
 namespace cairn::data {
@@ -56,21 +57,18 @@ bool Compress(std::string_view data, int level, size_t limit, std::string& out) 
 
 int64_t NowMs(Env& env) { return env.NowMicros() / 1000; }
 
-std::string_view AsBlob(const Digest& d) {
-  return std::string_view(reinterpret_cast<const char*>(d.bytes.data()), d.bytes.size());
-}
+using internal::DigestBlob;
 
 absl::StatusOr<Digest> DigestFromBlob(std::string_view blob) {
-  if (blob.size() != 32) return absl::DataLossError(fmt::format("chunk index: a digest of {} bytes", blob.size()));
-  Digest d;
-  std::copy(blob.begin(), blob.end(), d.bytes.begin());
-  return d;
+  std::optional<Digest> d = internal::DigestFromBlob(blob);
+  if (!d) return absl::DataLossError(fmt::format("chunk index: a digest of {} bytes", blob.size()));
+  return *d;
 }
 
 // Associated data of a sealed chunk: binds it to its scope and name.
 std::string SealAad(const ChunkScope& scope, const Digest& digest) {
   std::string aad = "cairn-chunk:";
-  aad.append(scope.id).append(":").append(AsBlob(digest));
+  aad.append(scope.id).append(":").append(DigestBlob(digest));
   return aad;
 }
 
@@ -93,7 +91,7 @@ ChunkStore::~ChunkStore() = default;
 
 Digest ChunkStore::KeyOf(const ChunkScope& scope, const Digest& digest) {
   if (!scope.encrypted()) return digest;
-  return scope.key->Mac(AsBlob(digest));
+  return scope.key->Mac(DigestBlob(digest));
 }
 
 absl::StatusOr<std::unique_ptr<ChunkStore::Batch>> ChunkStore::NewBatch(const ChunkScope& scope, bool verify) {
@@ -295,7 +293,7 @@ absl::Status ChunkStore::Batch::Commit() {
     for (const Digest& key : reused) {
       up->BindInt(1, NowMs(store_.env_));
       up->BindText(2, scope_.id);
-      up->BindBlob(3, AsBlob(key));
+      up->BindBlob(3, DigestBlob(key));
       RETURN_IF_ERROR(up->Run());
       if (up->ChangedRows() == 0) {
         return absl::AbortedError(
@@ -312,8 +310,8 @@ absl::Status ChunkStore::Batch::Commit() {
   const int64_t now = NowMs(store_.env_);
   for (const Row& r : rows) {
     st->BindText(1, scope_.id);
-    st->BindBlob(2, AsBlob(r.key));
-    st->BindBlob(3, AsBlob(r.loc.object));
+    st->BindBlob(2, DigestBlob(r.key));
+    st->BindBlob(3, DigestBlob(r.loc.object));
     st->BindInt(4, static_cast<int64_t>(r.loc.offset));
     st->BindInt(5, static_cast<int64_t>(r.loc.stored_size));
     st->BindInt(6, static_cast<int64_t>(r.loc.size));
@@ -348,7 +346,7 @@ absl::StatusOr<std::vector<bool>> ChunkStore::Contains(const ChunkScope& scope, 
       for (const Digest& key : stale) {
         up->BindInt(1, now);
         up->BindText(2, scope.id);
-        up->BindBlob(3, AsBlob(key));
+        up->BindBlob(3, DigestBlob(key));
         RETURN_IF_ERROR(up->Run());
       }
     }
@@ -375,7 +373,7 @@ absl::StatusOr<std::vector<std::optional<int64_t>>> ChunkStore::LookupKeys(db::C
     st->BindText(1, scope_id);
     for (size_t i = 0; i < kLookupBlock; ++i) {
       const Digest& k = keys[begin + (i < n ? i : 0)];
-      st->BindBlob(static_cast<int>(i + 2), AsBlob(k));
+      st->BindBlob(static_cast<int>(i + 2), DigestBlob(k));
       if (i < n) where.try_emplace(k, begin + i);
     }
     for (;;) {
@@ -423,7 +421,7 @@ absl::StatusOr<ChunkLocation> ChunkStore::Locate(const ChunkScope& scope, const 
                    conn->Cached("SELECT object, offset, stored_size, size, codec FROM data_chunks "
                                 "WHERE scope = ? AND chunk_key = ?"));
   st->BindText(1, scope.id);
-  st->BindBlob(2, AsBlob(KeyOf(scope, digest)));
+  st->BindBlob(2, DigestBlob(KeyOf(scope, digest)));
   ASSIGN_OR_RETURN(bool found, st->Step());
   if (!found) {
     return absl::NotFoundError(fmt::format("chunk {} is not stored{}", digest.ToHex(),

@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "base/ids.h"
 #include "data/glob.h"
+#include "data/internal/digest_blob.h"
 #include "data/schema.h"
 
 namespace cairn::data {
@@ -16,9 +17,7 @@ namespace {
 
 int64_t NowMs(Env& env) { return env.NowMicros() / 1000; }
 
-std::string_view AsBlob(const Digest& d) {
-  return std::string_view(reinterpret_cast<const char*>(d.bytes.data()), d.bytes.size());
-}
+using internal::DigestBlob;
 
 bool IsHex(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -75,9 +74,9 @@ absl::StatusOr<DatasetCommit> CommitFromRow(db::Statement& st, int64_t* seq = nu
   DatasetCommit c;
   c.id = std::string(st.ColumnText(0));
   c.dataset_id = std::string(st.ColumnText(1));
-  std::string_view m = st.ColumnBlob(2);
-  if (m.size() != 32) return absl::DataLossError(fmt::format("commit {}: manifest digest is damaged", c.id));
-  std::copy(m.begin(), m.end(), c.manifest.bytes.begin());
+  std::optional<Digest> manifest = internal::DigestFromBlob(st.ColumnBlob(2));
+  if (!manifest) return absl::DataLossError(fmt::format("commit {}: manifest digest is damaged", c.id));
+  c.manifest = *manifest;
   const std::string parents(st.ColumnText(3));
   for (size_t pos = 0; pos < parents.size();) {
     size_t end = parents.find(' ', pos);
@@ -637,7 +636,7 @@ absl::StatusOr<CommitResult> DatasetStore::Commit(const Dataset& ds, const NewCo
     for (const std::string& p : c.parents) parents += (parents.empty() ? "" : " ") + p;
     st->BindText(1, c.id);
     st->BindText(2, c.dataset_id);
-    st->BindBlob(3, AsBlob(c.manifest));
+    st->BindBlob(3, DigestBlob(c.manifest));
     st->BindText(4, parents);
     st->BindText(5, c.message);
     st->BindText(6, c.author);
@@ -825,13 +824,13 @@ absl::StatusOr<std::vector<std::string>> DatasetStore::CheckConsistency(store::O
     for (;;) {
       ASSIGN_OR_RETURN(bool row, st->Step());
       if (!row) break;
-      std::string_view key_blob = st->ColumnBlob(1), object_blob = st->ColumnBlob(2);
-      if (key_blob.size() != 32 || object_blob.size() != 32 || st->ColumnInt(3) < 0 || st->ColumnInt(4) < 0) {
+      std::optional<Digest> key = internal::DigestFromBlob(st->ColumnBlob(1));
+      std::optional<Digest> parsed = internal::DigestFromBlob(st->ColumnBlob(2));
+      if (!key || !parsed || st->ColumnInt(3) < 0 || st->ColumnInt(4) < 0) {
         problems.push_back(fmt::format("chunk index: a damaged entry in scope '{}'", st->ColumnText(0)));
         continue;
       }
-      Digest object;
-      std::copy(object_blob.begin(), object_blob.end(), object.bytes.begin());
+      const Digest object = *parsed;
       auto it = sizes.find(object);
       if (it == sizes.end()) {
         absl::StatusOr<uint64_t> size = objects.Size(object);

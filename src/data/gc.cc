@@ -1,22 +1,17 @@
 #include "data/gc.h"
 
+#include <optional>
+
 #include <fmt/format.h>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "data/internal/digest_blob.h"
 
 namespace cairn::data {
 namespace {
 
-std::string_view AsBlob(const Digest& d) {
-  return std::string_view(reinterpret_cast<const char*>(d.bytes.data()), d.bytes.size());
-}
-
-bool FromBlob(std::string_view b, Digest& d) {
-  if (b.size() != 32) return false;
-  std::copy(b.begin(), b.end(), d.bytes.begin());
-  return true;
-}
+using internal::DigestBlob;
 
 using LiveKeys = absl::flat_hash_map<std::string, absl::flat_hash_set<Digest>>;  // scope -> keys
 
@@ -77,8 +72,9 @@ absl::StatusOr<GcReport> CollectGarbage(DatasetStore& datasets, store::ObjectSto
     for (;;) {
       ASSIGN_OR_RETURN(bool row, st->Step());
       if (!row) break;
-      Digest key;
-      if (!FromBlob(st->ColumnBlob(1), key)) return absl::DataLossError("gc: a chunk index key is damaged");
+      std::optional<Digest> parsed = internal::DigestFromBlob(st->ColumnBlob(1));
+      if (!parsed) return absl::DataLossError("gc: a chunk index key is damaged");
+      const Digest key = *parsed;
       std::string scope(st->ColumnText(0));
       auto it = live.find(scope);
       const bool marked = it != live.end() && it->second.contains(key);
@@ -103,7 +99,7 @@ absl::StatusOr<GcReport> CollectGarbage(DatasetStore& datasets, store::ObjectSto
     for (const Candidate& c : candidates) {
       if (auto it = late.find(c.scope); it != late.end() && it->second.contains(c.key)) continue;
       del->BindText(1, c.scope);
-      del->BindBlob(2, AsBlob(c.key));
+      del->BindBlob(2, DigestBlob(c.key));
       del->BindInt(3, cutoff_ms);
       if (options.dry_run) {
         ASSIGN_OR_RETURN(bool row, del->Step());
@@ -129,12 +125,11 @@ absl::StatusOr<GcReport> CollectGarbage(DatasetStore& datasets, store::ObjectSto
     for (;;) {
       ASSIGN_OR_RETURN(bool row, st->Step());
       if (!row) break;
-      Digest object, key;
-      if (!FromBlob(st->ColumnBlob(0), object) || !FromBlob(st->ColumnBlob(2), key)) {
-        return absl::DataLossError("gc: a chunk index entry is damaged");
-      }
-      if (options.dry_run && candidate_set.contains(key)) continue;
-      live_objects[object] += static_cast<uint64_t>(st->ColumnInt(1));
+      std::optional<Digest> object = internal::DigestFromBlob(st->ColumnBlob(0));
+      std::optional<Digest> key = internal::DigestFromBlob(st->ColumnBlob(2));
+      if (!object || !key) return absl::DataLossError("gc: a chunk index entry is damaged");
+      if (options.dry_run && candidate_set.contains(*key)) continue;
+      live_objects[*object] += static_cast<uint64_t>(st->ColumnInt(1));
       ++report.live_chunks;
     }
   }
