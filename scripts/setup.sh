@@ -11,6 +11,8 @@ PACKAGES=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest sqlite3 curl
   openssl git git-lfs time
+  # executors: the local sandbox and a real single-node Slurm for tests
+  slurm-wlm munge bubblewrap
   # demo (example training script)
   python3-sklearn python3-numpy
 )
