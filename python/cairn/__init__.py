@@ -8,6 +8,10 @@ Thread-safety: all functions and ActiveRun methods may be called from any
 thread. The module keeps one default Client for the tracking URI, replaced by
 set_tracking_uri().
 
+Offline (inside a pipeline step): when env CAIRN_RECORD_FILE is set, runs
+make no network call; their metrics, params and tags are appended to that
+file for the pipeline to log (see cairn/_offline.py).
+
 Usage:
     import cairn
     cairn.set_tracking_uri("http://127.0.0.1:5000")   # or env CAIRN_URL / MLFLOW_TRACKING_URI
@@ -24,6 +28,7 @@ import os
 import sys
 import threading
 
+from ._offline import RECORD_FILE_ENV, RecordFileClient
 from .client import Client, current_user
 from .errors import CairnError
 from .run import ActiveRun, end_live_runs
@@ -49,6 +54,7 @@ DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 _lock = threading.Lock()
 _tracking_uri = None
 _client = None
+_offline_client = None  # the RecordFileClient while CAIRN_RECORD_FILE is set
 
 
 def _env_tracking_uri():
@@ -73,9 +79,17 @@ def get_tracking_uri():
 
 
 def get_client():
-    """The default Client (created on first use from get_tracking_uri())."""
-    global _client
+    """The default Client (created on first use from get_tracking_uri()).
+
+    While env CAIRN_RECORD_FILE is set: the offline RecordFileClient for that
+    file, whatever the tracking URI."""
+    global _client, _offline_client
+    record_file = os.environ.get(RECORD_FILE_ENV)
     with _lock:
+        if record_file:
+            if _offline_client is None or _offline_client.path != record_file:
+                _offline_client = RecordFileClient(record_file)
+            return _offline_client
         if _client is None:
             _client = Client(_tracking_uri or _env_tracking_uri())
         return _client
@@ -96,8 +110,14 @@ def start_run(experiment=None, run_name=None, tags=None, experiment_id=None, flu
     CAIRN_EXPERIMENT / MLFLOW_EXPERIMENT_NAME is used, else "Default".
     Tags mlflow.user, mlflow.source.name and mlflow.source.type are set as
     MLflow does; `tags` may override them.
+
+    Offline (env CAIRN_RECORD_FILE set): the run is the pipeline step's run
+    (env CAIRN_RUN_ID); experiment arguments are ignored, run_name and tags
+    are recorded, nothing goes over the network.
     """
     client = get_client()
+    if getattr(client, "offline", False):
+        return ActiveRun(client, client.start_run(run_name=run_name, tags=tags), flush_interval=flush_interval)
     if experiment_id is None:
         name = (experiment or os.environ.get("CAIRN_EXPERIMENT")
                 or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "Default")

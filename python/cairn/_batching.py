@@ -179,3 +179,36 @@ class MetricBatcher:
                     if self._error is None:
                         self._error = error
                 self._cv.notify_all()
+
+
+class DirectSender:
+    """MetricBatcher's interface without batching: add() sends at once on the
+    caller's thread (offline mode, where a send is one append to a file), so
+    an error is raised by the call that caused it."""
+
+    def __init__(self, send):
+        self._send = send
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def add(self, metrics):
+        if not metrics:
+            return
+        with self._lock:
+            if self._closed:
+                raise CairnError("metrics logged after the run ended", "INVALID_STATE")
+        self._send(list(metrics))
+
+    def flush(self, timeout=None):
+        pass
+
+    def raise_pending_error(self):
+        pass
+
+    def close(self, timeout=None):
+        with self._lock:
+            self._closed = True
+
+    @property
+    def pending(self):
+        return 0

@@ -20,7 +20,7 @@ import numbers
 import sys
 import threading
 
-from ._batching import MetricBatcher
+from ._batching import DirectSender, MetricBatcher
 from .client import MAX_METRICS_PER_BATCH, now_ms
 from .errors import CairnError
 
@@ -52,13 +52,17 @@ class ActiveRun:
         self._info = dict(run["info"])
         self._lock = threading.Lock()
         self._ended = False
-        self._batcher = MetricBatcher(
-            lambda metrics: client.log_batch(self.id, metrics=metrics),
-            max_batch=MAX_METRICS_PER_BATCH,
-            interval=flush_interval,
-            name=f"cairn-metrics-{self.id[:8]}",
-            on_worker_exit=client.close,  # closes the worker thread's own connection
-        )
+        if getattr(client, "offline", False):
+            # Appending to the record file is cheap: each call writes at once.
+            self._batcher = DirectSender(lambda metrics: client.log_batch(self.id, metrics=metrics))
+        else:
+            self._batcher = MetricBatcher(
+                lambda metrics: client.log_batch(self.id, metrics=metrics),
+                max_batch=MAX_METRICS_PER_BATCH,
+                interval=flush_interval,
+                name=f"cairn-metrics-{self.id[:8]}",
+                on_worker_exit=client.close,  # closes the worker thread's own connection
+            )
         if self._info.get("artifact_uri"):
             try:
                 client.remember_artifact_uri(self.id, self._info["artifact_uri"])
