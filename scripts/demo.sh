@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The end-to-end demo on the embedded default: a fresh data directory, a
 # server, a versioned dataset (train/test splits, the test split sealed,
-# profiles), several training runs of scikit-learn models on a checkout of it
-# logged through the Python SDK, a search for the best run and its artifacts,
-# a new data version with its diff, and which runs used which data.
+# profiles), a pipeline (prepare -> train -> evaluate on the sealed split)
+# whose steps run in sandboxes as tracked runs, a fully cached re-run, a
+# step refused for asking for the sealed split, several training runs logged
+# through the Python SDK and a search for the best one, then new data: its
+# commit makes the server re-run only the pipeline steps it affects.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 CAIRN="$ROOT/build/src/main/cairn"
 PY=/usr/bin/python3
 DATA=$(mktemp -d /tmp/cairn-demo.XXXXXX)
+chmod 755 "$DATA"  # pipeline steps run as an unprivileged user
 LOG="$DATA/server.log"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -34,7 +37,34 @@ $PY examples/export_dataset.py --dataset breast_cancer --rows 400 --out "$DATA/t
   --split train='train/**' --split test='test/**' --seal test
 "$CAIRN" data show tumours
 
-say "Training: 6 runs of scikit-learn models on a verified checkout of tumours@main, logged through the SDK"
+say "A pipeline: prepare -> train -> evaluate, each step in a sandbox (no network, inputs read-only) as a tracked run"
+PIPE="$ROOT/examples/tumours-pipeline"
+sed -n '/^steps:/,$p' "$PIPE/cairn.yaml"
+"$CAIRN" run -f "$PIPE/cairn.yaml"
+
+say "The train step's run: params, metrics it printed, code and environment digests, inputs"
+TRAIN_RUN=$("$CAIRN" --json pipelines runs tumours -n 1 |
+            $PY -c 'import json,sys; r=json.load(sys.stdin)[0]; print([s["run_id"] for s in r["steps"] if s["step"]=="train"][0])')
+"$CAIRN" runs show "$TRAIN_RUN" | grep -v '^  mlflow\.'
+EVAL_RUN=$("$CAIRN" --json pipelines runs tumours -n 1 |
+           $PY -c 'import json,sys; r=json.load(sys.stdin)[0]; print([s["run_id"] for s in r["steps"] if s["step"]=="evaluate"][0])')
+echo
+echo "The evaluate step's log (cairn runs logs $EVAL_RUN):"
+"$CAIRN" runs logs "$EVAL_RUN"
+
+say "Running it again: every step's code, environment, params and inputs already ran, so nothing runs"
+time "$CAIRN" run -f "$PIPE/cairn.yaml"
+
+say "A different model (-p model=rf): prepare stays cached, train and evaluate run"
+"$CAIRN" run -f "$PIPE/cairn.yaml" -p model=rf -p n_estimators=200
+
+say "A step that is not an evaluation step asks for the sealed test split: refused before anything runs"
+mkdir -p "$DATA/leaky" && cp "$PIPE"/*.py "$DATA/leaky/"
+sed '/^triggers:/,/webhook:/d; s/name: tumours/name: tumours-leaky/; s/raw: dataset:tumours@main#train/raw: dataset:tumours@main#test/' \
+  "$PIPE/cairn.yaml" > "$DATA/leaky/cairn.yaml"
+if "$CAIRN" run -f "$DATA/leaky/cairn.yaml"; then echo "BUG: the sealed split was not refused"; exit 1; fi
+
+say "Notebook-style training: 6 runs of scikit-learn models on a verified checkout, logged through the SDK"
 "$CAIRN" data checkout tumours "$DATA/checkout-v1"
 runs=(
   "--model logreg --C 0.05"
@@ -69,14 +99,29 @@ echo
 echo "Learning curve of the best run (full metric history):"
 "$CAIRN" runs metric "$BEST" lc_test_accuracy
 
-say "New data arrives: all 569 biopsies. Only the changed chunks are stored; the diff and history show it"
-$PY examples/export_dataset.py --dataset breast_cancer --out "$DATA/tumours-v2"
-"$CAIRN" data add tumours "$DATA/tumours-v2" -m "all 569 biopsies"
+say "New data arrives: 169 more training biopsies (the sealed test split unchanged). Only changed chunks are stored"
+$PY examples/export_dataset.py --dataset breast_cancer --keep-test-from "$DATA/tumours" --out "$DATA/tumours-v2"
+"$CAIRN" data add tumours "$DATA/tumours-v2" -m "169 more training biopsies"
 "$CAIRN" data diff tumours main~1 main
 "$CAIRN" data log tumours
 echo
 echo "The previous version, and the runs trained on it (their inputs name this commit):"
 "$CAIRN" data show tumours@main~1 | sed -n '1,6p;/runs that used/,$p'
+
+say "The server noticed the commit and re-runs the pipeline: only the steps whose inputs changed run"
+TRIGGERED=""
+for _ in $(seq 600); do
+  TRIGGERED=$("$CAIRN" --json pipelines runs tumours -n 1 | $PY -c '
+import json, sys
+r = json.load(sys.stdin)[0]
+print(r["id"] if r["cause"]["kind"] == "dataset_commit" and r["status"] not in ("PENDING", "RUNNING") else "")')
+  [ -n "$TRIGGERED" ] && break
+  sleep 0.2
+done
+[ -n "$TRIGGERED" ] || { echo "no run was triggered by the new commit"; exit 1; }
+"$CAIRN" pipelines runs tumours "$TRIGGERED"
+echo
+"$CAIRN" pipelines runs tumours
 
 say "Garbage collection (dry run: nothing is unreachable yet)"
 "$CAIRN" gc --dry-run --grace 5m

@@ -20,6 +20,7 @@
 
 #include "base/json.h"
 #include "base/testing.h"
+#include "tests/support/cli_process.h"
 #include "tests/support/server_process.h"
 
 extern char** environ;
@@ -29,6 +30,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::cairn::testing::CairnBinary;
+using ::cairn::testing::Cli;
+using ::cairn::testing::Describe;
 using ::cairn::testing::IsOk;
 using ::cairn::testing::ServerProcess;
 using ::testing::ElementsAre;
@@ -60,75 +63,6 @@ std::map<std::string, std::pair<std::string, fs::perms>> Snapshot(const std::str
     out[fs::relative(e.path(), root).string()] = {ReadFile(e.path()), e.status().permissions()};
   }
   return out;
-}
-
-// A `cairn` child process with stdout and stderr captured in files (so that
-// error messages on stderr can be checked) and its own cache directory.
-class Cli {
- public:
-  struct Outcome {
-    int exit_code = -1;
-    std::string out;
-    std::string err;
-  };
-
-  Cli(std::vector<std::string> mode_args, std::string scratch)
-      : mode_args_(std::move(mode_args)), scratch_(std::move(scratch)) {}
-
-  // Starts `cairn MODE_ARGS args...`; returns its pid (-1 if it did not start).
-  pid_t Start(const std::vector<std::string>& args, int* slot) {
-    *slot = next_++;
-    std::vector<std::string> argv = {CairnBinary()};
-    argv.insert(argv.end(), mode_args_.begin(), mode_args_.end());
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<std::string> env = {"XDG_CACHE_HOME=" + scratch_ + "/cache", "USER=tester"};
-    for (char** e = environ; *e != nullptr; ++e) {
-      std::string_view v(*e);
-      if (v.rfind("XDG_CACHE_HOME=", 0) != 0 && v.rfind("USER=", 0) != 0) env.emplace_back(v);
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, OutPath(*slot).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, 2, ErrPath(*slot).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<char*> cargv, cenv;
-    for (std::string& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    for (std::string& e : env) cenv.push_back(e.data());
-    cenv.push_back(nullptr);
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), cenv.data());
-    posix_spawn_file_actions_destroy(&actions);
-    return rc == 0 ? pid : -1;
-  }
-
-  Outcome Finish(pid_t pid, int slot) {
-    Outcome o;
-    int status = 0;
-    if (pid > 0 && waitpid(pid, &status, 0) == pid) {
-      o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    o.out = ReadFile(OutPath(slot));
-    o.err = ReadFile(ErrPath(slot));
-    return o;
-  }
-
-  Outcome Run(const std::vector<std::string>& args) {
-    int slot = 0;
-    pid_t pid = Start(args, &slot);
-    return Finish(pid, slot);
-  }
-
- private:
-  std::string OutPath(int slot) const { return scratch_ + "/out." + std::to_string(slot); }
-  std::string ErrPath(int slot) const { return scratch_ + "/err." + std::to_string(slot); }
-
-  const std::vector<std::string> mode_args_;
-  const std::string scratch_;
-  int next_ = 0;
-};
-
-std::string Describe(const Cli::Outcome& o) {
-  return "exit " + std::to_string(o.exit_code) + "\nstdout: " + o.out + "\nstderr: " + o.err;
 }
 
 enum class Mode { kEmbedded, kRemote };

@@ -10,6 +10,8 @@
 #include "api/errors.h"
 #include "base/json.h"
 #include "data/gc.h"
+#include "pipeline/pipeline_store.h"
+#include "pipeline/work_dir_gc.h"
 #include "data/glob.h"
 
 namespace cairn::api {
@@ -237,7 +239,14 @@ class DataApi {
             });
       };
       ASSIGN_OR_RETURN(data::GcReport r, data::CollectGarbage(datasets_, dir_.objects(), dir_.env(), options));
+      // Pipelines' scratch: materialised inputs, code snapshots, job folders.
+      ASSIGN_OR_RETURN(auto pipelines, pipeline::PipelineStore::Create(dir_.database(), dir_.env()));
+      ASSIGN_OR_RETURN(pipeline::WorkDirReport w,
+                       pipeline::CleanWorkDir(*pipelines, dir_.work_path(), dir_.env().NowMicros() / 1000,
+                                              options.grace_ms, options.dry_run));
       return Json{{"dry_run", options.dry_run},
+                  {"work_dirs_removed", w.removed_dirs},
+                  {"work_bytes_freed", w.freed_bytes},
                   {"grace_seconds", options.grace_ms / 1000},
                   {"commits", r.commits},
                   {"live_chunks", r.live_chunks},

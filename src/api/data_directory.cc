@@ -1,12 +1,28 @@
 #include "api/data_directory.h"
 
+#include "api/pipeline_api.h"
 #include "data/profile.h"
 #include "db/sqlite_database.h"
 #include "store/local_object_store.h"
 
 namespace cairn::api {
 
-DataDirectory::~DataDirectory() = default;
+DataDirectory::DataDirectory(Env& env, std::string path) : env_(env), path_(std::move(path)) {}
+
+DataDirectory::~DataDirectory() {
+  absl::MutexLock l(&pipelines_mu_);
+  pipelines_.reset();  // its threads use every store below
+}
+
+absl::StatusOr<PipelineService*> DataDirectory::pipelines(const PipelineServiceOptions& options) {
+  absl::MutexLock l(&pipelines_mu_);
+  if (!pipelines_) {
+    ASSIGN_OR_RETURN(pipelines_, PipelineService::Create(*this, options));
+  }
+  return pipelines_.get();
+}
+
+absl::StatusOr<PipelineService*> DataDirectory::pipelines() { return pipelines(PipelineServiceOptions{}); }
 
 absl::StatusOr<std::unique_ptr<DataDirectory>> DataDirectory::Open(Env& env, const std::string& path, Role role) {
   auto dir = std::unique_ptr<DataDirectory>(new DataDirectory(env, path));

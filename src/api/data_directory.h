@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
+
 #include "base/env.h"
 #include "data/chunk_store.h"
 #include "data/dataset_store.h"
@@ -23,6 +25,9 @@
 #include "tracking/tracking_store.h"
 
 namespace cairn::api {
+
+class PipelineService;
+struct PipelineServiceOptions;
 
 class DataDirectory {
  public:
@@ -47,9 +52,15 @@ class DataDirectory {
   store::KeyRing& keys() { return *keys_; }
   data::ChunkStore& chunks() { return *chunks_; }
   data::DatasetStore& datasets() { return *datasets_; }
+  // The pipeline scheduler and its executors, made on first use (a server
+  // makes it at start with `options.server`; later calls ignore `options`).
+  absl::StatusOr<PipelineService*> pipelines(const PipelineServiceOptions& options);
+  absl::StatusOr<PipelineService*> pipelines();
+  // Where pipelines keep code snapshots, materialised inputs and job folders.
+  std::string work_path() const { return path_ + "/work"; }
 
  private:
-  DataDirectory(Env& env, std::string path) : env_(env), path_(std::move(path)) {}
+  DataDirectory(Env& env, std::string path);
   // The profiler of tabular files at commit (data/profile.h).
   static std::optional<Json> ProfileTabularFile(
       const data::ManifestFile& file, const std::function<absl::StatusOr<std::string>(const data::ChunkRef&)>& read);
@@ -61,7 +72,9 @@ class DataDirectory {
   std::unique_ptr<store::KeyRing> keys_;
   std::unique_ptr<data::ChunkStore> chunks_;
   std::unique_ptr<data::DatasetStore> datasets_;
-  std::unique_ptr<tracking::TrackingStore> tracking_;  // declared last: destroyed first
+  std::unique_ptr<tracking::TrackingStore> tracking_;
+  absl::Mutex pipelines_mu_;
+  std::unique_ptr<PipelineService> pipelines_ ABSL_GUARDED_BY(pipelines_mu_);  // declared last: destroyed first
 };
 
 }  // namespace cairn::api

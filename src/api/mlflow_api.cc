@@ -10,6 +10,7 @@
 #include "api/data_api.h"
 #include "api/errors.h"
 #include "api/mlflow_messages.h"
+#include "api/pipeline_api.h"
 #include "base/json.h"
 #include "store/object_store.h"
 
@@ -526,6 +527,7 @@ http::Router BuildRouter(DataDirectory& dir) {
   AddServerRoutes(router);
   AddMlflowRoutes(dir, router);
   AddDataRoutes(dir, router);
+  AddPipelineRoutes(dir, router);
   return router;
 }
 

@@ -12,6 +12,8 @@
 #include "base/json.h"
 #include "cli/cli_common.h"
 #include "cli/data_commands.h"
+#include "cli/exec_commands.h"
+#include "cli/pipeline_commands.h"
 #include "cli/server_command.h"
 #include "cli/table.h"
 #include "cli/transport.h"
@@ -423,6 +425,8 @@ int RunCli(int argc, char** argv) {
   });
 
   AddDataCommands(app, g, exit_code);
+  AddExecCommands(app, exit_code);
+  AddPipelineCommands(app, *runs, g, exit_code);
   // Global options (--json, --url, --data-dir) are accepted after a
   // subcommand too: `cairn data add ... --json`.
   std::function<void(CLI::App*)> fall_through = [&](CLI::App* a) {

@@ -989,6 +989,9 @@ void AddDataCommands(CLI::App& app, GlobalOptions& g, int& exit_code) {
                   static_cast<long long>(JsonInt(r, "freed_chunks")), static_cast<long long>(JsonInt(r, "live_chunks")),
                   static_cast<long long>(JsonInt(r, "commits")), static_cast<long long>(JsonInt(r, "young_objects")),
                   FormatBytes(static_cast<uint64_t>(JsonInt(r, "dead_bytes_in_live_packs"))).c_str());
+      std::printf("%s %lld pipeline work folders (%s: unused inputs, code snapshots, job folders)\n",
+                  st->dry_run ? "would remove" : "removed", static_cast<long long>(JsonInt(r, "work_dirs_removed")),
+                  FormatBytes(static_cast<uint64_t>(JsonInt(r, "work_bytes_freed"))).c_str());
       return absl::OkStatus();
     });
   });

@@ -8,6 +8,7 @@
 
 #include "api/data_directory.h"
 #include "api/mlflow_api.h"
+#include "api/pipeline_api.h"
 #include "base/json.h"
 #include "base/logging.h"
 #include "db/sqlite_database.h"
@@ -29,6 +30,11 @@ absl::Status RunServer(const ServerOptions& options) {
 
   auto env = NewPosixEnv();
   ASSIGN_OR_RETURN(auto dir, api::DataDirectory::Open(*env, options.data_dir));
+  // The scheduler starts with the server: it resumes the pipeline runs a
+  // crashed server left and watches the triggers.
+  if (auto p = dir->pipelines({.server = true}); !p.ok()) {
+    return Annotate(p.status(), "cannot start the pipeline scheduler");
+  }
   http::Server::Options server_options;
   server_options.host = options.host;
   server_options.port = options.port;
