@@ -131,6 +131,14 @@ class Executor {
   // finished job is OK and changes nothing.
   virtual absl::Status Cancel(const JobId& id) = 0;
 
+  // Takes over a job an earlier process submitted (its id and job folder,
+  // as recorded), for executors whose jobs outlive their submitter (Slurm),
+  // so that Status, Cancel and ReadLog work for it. Others: kUnimplemented
+  // (their jobs die with the process that started them).
+  virtual absl::Status Adopt(const JobId& id, const std::string& job_dir) {
+    return absl::UnimplementedError(name() + " jobs do not outlive the process that started them");
+  }
+
   // Up to `max_bytes` of the job's combined stdout/stderr from `offset`.
   virtual absl::StatusOr<LogChunk> ReadLog(const JobId& id, uint64_t offset, size_t max_bytes) = 0;
 };

@@ -94,7 +94,7 @@ class SlurmExecutor : public Executor {
   // this executor. kInvalidArgument for an id that is not a Slurm job id;
   // kNotFound when `job_dir` holds no spec.json; kAlreadyExists when `id`
   // is known with another directory. Adopting the same pair again is OK.
-  absl::Status Adopt(const JobId& id, const std::string& job_dir);
+  absl::Status Adopt(const JobId& id, const std::string& job_dir) override;
 
  private:
   explicit SlurmExecutor(const SlurmOptions& options);

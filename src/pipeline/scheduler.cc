@@ -302,6 +302,14 @@ absl::StatusOr<bool> PipelineScheduler::OwnerAlive(const std::string& owner) {
   return false;
 }
 
+void PipelineScheduler::CancelOrphanedJob(const StepRecord& s) {
+  exec::Executor* e = ExecutorFor(s.executor);
+  if (e == nullptr || s.job_id.empty()) return;
+  // A Slurm job may still run after its scheduler died: take it over to stop it.
+  absl::Status adopted = e->Adopt(s.job_id, s.job_dir);
+  if (adopted.ok()) (void)e->Cancel(s.job_id);
+}
+
 absl::Status PipelineScheduler::FailOrphanedRun(PipelineRunRecord run, const std::string& why) {
   const int64_t now = deps_.env->NowMicros() / 1000;
   for (StepRecord& s : run.steps) {
@@ -313,7 +321,7 @@ absl::Status PipelineScheduler::FailOrphanedRun(PipelineRunRecord run, const std
         (void)deps_.tracking->UpdateRun({.run_id = s.run_id, .status = "FAILED", .end_time = now});
         (void)deps_.tracking->LogBatch(s.run_id, {}, {}, std::vector<tracking::Tag>{{"cairn.reason", why}});
       }
-      if (exec::Executor* e = ExecutorFor(s.executor); e != nullptr && !s.job_id.empty()) (void)e->Cancel(s.job_id);
+      CancelOrphanedJob(s);
     } else {
       s.status = kCancelled;
       s.reason = "not run: " + why;
@@ -357,7 +365,7 @@ absl::Status PipelineScheduler::Recover() {
               s.run_id, {}, {},
               std::vector<tracking::Tag>{{"cairn.reason", "interrupted: the server stopped while the step ran"}});
         }
-        if (exec::Executor* e = ExecutorFor(s.executor); e != nullptr && !s.job_id.empty()) (void)e->Cancel(s.job_id);
+        CancelOrphanedJob(s);
         s.status = kPending;
         s.reason = "interrupted by a server restart; run again";
         RETURN_IF_ERROR(deps_.store->UpdateStep(r.id, s));

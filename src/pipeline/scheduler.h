@@ -134,6 +134,7 @@ class PipelineScheduler {
                                             const data::DatasetCommit& commit, const FileSelection& selection);
   absl::StatusOr<bool> OwnerAlive(const std::string& owner);
   absl::Status FailOrphanedRun(PipelineRunRecord run, const std::string& why);
+  void CancelOrphanedJob(const StepRecord& step);
   exec::Executor* ExecutorFor(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
 
   SchedulerDeps deps_;
