@@ -301,6 +301,63 @@ steps:
   EXPECT_EQ(final_run["steps"][1]["attempt"], 2);
 }
 
+// `cairn runs logs -f` follows a running step to its end; `cairn runs cancel`
+// given a step's run id stops the whole pipeline run.
+TEST_F(PipelineCliTest, LogsFollowARunningStepAndCancelStopsTheRun) {
+  WriteFile(project_ + "/cairn.yaml", R"(name: chatty
+steps:
+  talk:
+    command: for i in 1 2 3 4 5; do echo "line $i"; sleep 0.3; done
+  wait:
+    command: echo waiting; sleep 600
+    after: [talk]
+  never:
+    command: "true"
+    after: [wait]
+)");
+  auto server = ServerProcess::Start(CairnBinary(), data_dir_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  Cli cli = Remote((*server)->port());
+  Cli::Outcome started = RunIn(cli, {"--detach", "--json"});
+  ASSERT_EQ(started.exit_code, 0) << Describe(started);
+  const std::string id = RunJson(started)["id"];
+  auto client = http::Client::Create("127.0.0.1", (*server)->port());
+  ASSERT_TRUE(client.ok());
+  auto step_run = [&](int index, const char* status) {
+    for (int i = 0; i < 600; ++i) {
+      auto r = (*client)->GetJson("/api/cairn/v1/pipeline-runs/" + id);
+      if (r.ok() && (*r)["run"]["steps"][index]["status"] == status) {
+        return (*r)["run"]["steps"][index]["run_id"].get<std::string>();
+      }
+      usleep(20 * 1000);
+    }
+    return std::string();
+  };
+  const std::string talk = step_run(0, "RUNNING");
+  ASSERT_FALSE(talk.empty());
+  Cli::Outcome logs = cli.Run({"runs", "logs", "-f", talk});  // returns when the step ends
+  ASSERT_EQ(logs.exit_code, 0) << Describe(logs);
+  EXPECT_EQ(logs.out, "line 1\nline 2\nline 3\nline 4\nline 5\n");
+
+  const std::string wait = step_run(1, "RUNNING");
+  ASSERT_FALSE(wait.empty());
+  Cli::Outcome cancel = cli.Run({"runs", "cancel", wait});
+  ASSERT_EQ(cancel.exit_code, 0) << Describe(cancel);
+  Json final_run;
+  for (int i = 0; i < 600 && final_run.is_null(); ++i) {
+    ASSERT_OK_AND_ASSIGN(Json r, (*client)->GetJson("/api/cairn/v1/pipeline-runs/" + id));
+    if (r["run"]["status"] != "RUNNING" && r["run"]["status"] != "PENDING") final_run = r["run"];
+    usleep(20 * 1000);
+  }
+  ASSERT_FALSE(final_run.is_null());
+  EXPECT_EQ(final_run["status"], "CANCELLED");
+  EXPECT_EQ(final_run["steps"][0]["status"], "SUCCEEDED");
+  EXPECT_EQ(final_run["steps"][1]["status"], "CANCELLED");
+  EXPECT_EQ(final_run["steps"][2]["status"], "CANCELLED");
+  Cli::Outcome unknown = cli.Run({"runs", "cancel", "0123456789abcdef0123456789abcdef"});
+  EXPECT_EQ(unknown.exit_code, 1) << Describe(unknown);
+}
+
 // The same pipeline with every step a Slurm batch job (on a real single-node
 // cluster), each running in the sandbox on the node through `cairn exec-job`.
 TEST_F(PipelineCliTest, ServerRunsThePipelineOnSlurm) {
