@@ -26,6 +26,9 @@ constexpr size_t kMaxLogRead = 16 << 20;
 
 int64_t NowMillis() { return absl::ToUnixMillis(absl::Now()); }
 
+constexpr size_t kForgetAfterJobs = 4096;
+constexpr int64_t kForgetAfterMs = 10 * 60 * 1000;
+
 // Starts /bin/true in the sandbox once; kFailedPrecondition with the
 // reason (bwrap's own message included) when it does not succeed.
 absl::Status ProbeSandbox(const SandboxOptions& options) {
@@ -175,6 +178,19 @@ absl::StatusOr<JobId> SandboxExecutor::Submit(const JobSpec& spec) {
   Entry entry;
   entry.job_dir = spec.job_dir;
   entry.cancel = cancel;
+  if (jobs_.size() >= kForgetAfterJobs) {
+    // A long-lived server must not keep every job forever: forget jobs that
+    // ended long ago (their job folders keep result.json and the log).
+    const int64_t cutoff = NowMillis() - kForgetAfterMs;
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      const JobStatus& st = it->second.status;
+      if (IsFinal(st.state) && st.ended_at_ms < cutoff) {
+        jobs_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
   jobs_.emplace(id, std::move(entry));
   queue_.push_back(Queued{id, spec, std::move(cancel)});
   work_cv_.Signal();

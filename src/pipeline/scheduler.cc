@@ -101,11 +101,6 @@ PipelineScheduler::~PipelineScheduler() {
   fs::remove(fs::path(deps_.work_dir) / "owners" / (owner_ + ".lock"), ec);
 }
 
-void PipelineScheduler::set_observer(Observer observer) {
-  absl::MutexLock l(&mu_);
-  observer_ = std::move(observer);
-}
-
 void PipelineScheduler::AddExecutor(exec::Executor* executor) {
   absl::MutexLock l(&mu_);
   executors_[executor->name()] = executor;
@@ -390,21 +385,6 @@ absl::Status PipelineScheduler::Recover() {
   return absl::OkStatus();
 }
 
-void PipelineScheduler::Publish(ActiveRun& a, const StepRecord* step) {
-  Observer obs;
-  {
-    absl::MutexLock l(&mu_);
-    obs = observer_;
-  }
-  if (!obs) return;
-  PipelineRunRecord copy;
-  {
-    absl::MutexLock l(&a.mu);
-    copy = a.run;
-  }
-  obs(copy, step);
-}
-
 absl::Status PipelineScheduler::Prepare(ActiveRun& a) {
   PipelineRunRecord run;
   {
@@ -539,7 +519,6 @@ void PipelineScheduler::RunPipeline(ActiveRun& a) {
   }
   absl::Status status = deps_.store->UpdateRun(snapshot);
   if (status.ok()) status = Prepare(a);
-  Publish(a, nullptr);
 
   if (status.ok()) {
     const int limit = std::max(1, a.spec.max_parallel);
@@ -650,7 +629,6 @@ void PipelineScheduler::RunPipeline(ActiveRun& a) {
     if (IsFinalState(a.run.status)) a.run.ended_at_ms = now;
     (void)deps_.store->UpdateRun(a.run);
   }
-  Publish(a, nullptr);
   absl::MutexLock l(&a.mu);
   a.finished = true;
 }
@@ -698,7 +676,6 @@ void PipelineScheduler::RunStep(ActiveRun& a, size_t index) {
     absl::MutexLock l(&a.mu);
     a.run.steps[index] = rec;
   }
-  Publish(a, &rec);
 }
 
 absl::Status PipelineScheduler::ExecuteStep(ActiveRun& a, size_t index, StepRecord& rec) {
@@ -926,7 +903,6 @@ absl::Status PipelineScheduler::ExecuteStep(ActiveRun& a, size_t index, StepReco
       a.run.steps[index] = rec;
     }
     RETURN_IF_ERROR(deps_.store->UpdateStep(run_id, rec));
-    Publish(a, &rec);
     if (a.cancel) (void)a.executor->Cancel(rec.job_id);
 
     // Follow the log: metric lines become MLflow metrics as they come.
@@ -1069,7 +1045,6 @@ absl::Status PipelineScheduler::ExecuteStep(ActiveRun& a, size_t index, StepReco
     if (attempt < last_attempt) {
       rec.reason += fmt::format(" (attempt {} of {}; retrying)", attempt, last_attempt);
       RETURN_IF_ERROR(deps_.store->UpdateStep(run_id, rec));
-      Publish(a, &rec);
     }
   }
   return absl::OkStatus();

@@ -115,10 +115,6 @@ class PipelineScheduler {
   // periodic check and for tests.
   absl::Status Recover();
 
-  // Called (from scheduler threads) whenever a step or run changes state.
-  using Observer = std::function<void(const PipelineRunRecord& run, const StepRecord* step)>;
-  void set_observer(Observer observer) ABSL_LOCKS_EXCLUDED(mu_);
-
  private:
   struct ActiveRun;
   explicit PipelineScheduler(const SchedulerDeps& deps);
@@ -127,7 +123,6 @@ class PipelineScheduler {
   absl::Status Prepare(ActiveRun& active);
   void RunStep(ActiveRun& active, size_t index);
   absl::Status ExecuteStep(ActiveRun& active, size_t index, StepRecord& rec);
-  void Publish(ActiveRun& active, const StepRecord* step);
   // The digest of the files `selection` keeps of `commit`: the cache key's
   // part for one dataset input.
   absl::StatusOr<std::string> ContentDigest(ActiveRun& active, const data::Dataset& ds,
@@ -143,7 +138,6 @@ class PipelineScheduler {
 
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<ActiveRun>> active_ ABSL_GUARDED_BY(mu_);
-  Observer observer_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, exec::Executor*> executors_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stopping_{false};
 };
