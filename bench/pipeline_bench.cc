@@ -42,7 +42,8 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 std::string DagSpec(const std::string& name, int steps, int parallel) {
   std::string y = fmt::format("name: {}\nmax_parallel: {}\nsteps:\n", name, parallel);
   for (int i = 0; i < steps; ++i) {
-    y += fmt::format("  s{}:\n    command: [\"true\"]\n", i);
+    // Distinct commands: identical steps would share one cache key.
+    y += fmt::format("  s{}:\n    command: [\"true\", \"{}\"]\n", i, i);
     std::vector<std::string> after;
     if (i >= 2) after.push_back(fmt::format("s{}", i - 2));
     if (i >= 4 && i / 2 != i - 2) after.push_back(fmt::format("s{}", i / 2));
