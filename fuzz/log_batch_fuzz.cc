@@ -19,13 +19,6 @@ void Check(bool condition) {
   if (!condition) std::abort();
 }
 
-bool SameTags(const std::vector<cairn::tracking::Tag>& a, const std::vector<cairn::tracking::Tag>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].key != b[i].key || a[i].value != b[i].value) return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -46,8 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(a.key == b.key && a.timestamp == b.timestamp && a.step == b.step);
     Check(std::memcmp(&a.value, &b.value, sizeof(double)) == 0 || (a.value != a.value && b.value != b.value));
   }
-  Check(SameTags(batch->params, reference->params));
-  Check(SameTags(batch->tags, reference->tags));
+  Check(batch->params == reference->params);
+  Check(batch->tags == reference->tags);
   absl::Status valid =
       cairn::tracking::ValidateLogBatch(batch->run_id, batch->metrics, batch->params, batch->tags);
   Check(valid.ok() || valid.code() == absl::StatusCode::kInvalidArgument);

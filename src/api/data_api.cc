@@ -260,11 +260,7 @@ class DataApi {
   }
 
  private:
-  Response Handle(const std::function<absl::StatusOr<Json>()>& fn) {
-    absl::StatusOr<Json> out = fn();
-    if (!out.ok()) return ErrorResponse(out.status());
-    return Response::JsonBody(200, *out);
-  }
+  Response Handle(const std::function<absl::StatusOr<Json>()>& fn) { return JsonOrError(fn()); }
 
   Response Show(const data::Dataset& ds) {
     return Handle([&]() -> absl::StatusOr<Json> {

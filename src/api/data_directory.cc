@@ -1,5 +1,7 @@
 #include "api/data_directory.h"
 
+#include <filesystem>
+
 #include "api/pipeline_api.h"
 #include "data/profile.h"
 #include "db/sqlite_database.h"
@@ -7,7 +9,12 @@
 
 namespace cairn::api {
 
-DataDirectory::DataDirectory(Env& env, std::string path) : env_(env), path_(std::move(path)) {}
+DataDirectory::DataDirectory(Env& env, std::string path)
+    : env_(env),
+      path_(std::move(path)),
+      absolute_path_(std::filesystem::absolute(path_).lexically_normal().string()) {
+  while (absolute_path_.size() > 1 && absolute_path_.back() == '/') absolute_path_.pop_back();
+}
 
 DataDirectory::~DataDirectory() {
   absl::MutexLock l(&pipelines_mu_);

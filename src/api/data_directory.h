@@ -56,8 +56,9 @@ class DataDirectory {
   // makes it at start with `options.server`; later calls ignore `options`).
   absl::StatusOr<PipelineService*> pipelines(const PipelineServiceOptions& options);
   absl::StatusOr<PipelineService*> pipelines();
-  // Where pipelines keep code snapshots, materialised inputs and job folders.
-  std::string work_path() const { return path_ + "/work"; }
+  // Where pipelines keep code snapshots, materialised inputs and job folders:
+  // absolute, since job specs name host paths.
+  std::string work_path() const { return absolute_path_ + "/work"; }
 
  private:
   DataDirectory(Env& env, std::string path);
@@ -67,6 +68,7 @@ class DataDirectory {
 
   Env& env_;
   std::string path_;
+  std::string absolute_path_;
   std::unique_ptr<db::Database> db_;
   std::unique_ptr<store::ObjectStore> objects_;
   std::unique_ptr<store::KeyRing> keys_;

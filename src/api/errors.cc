@@ -67,4 +67,9 @@ http::Response ErrorResponse(const absl::Status& status) {
                                   Json{{"error_code", m.error_code}, {"message", std::string(status.message())}});
 }
 
+http::Response JsonOrError(const absl::StatusOr<Json>& out, int ok_status) {
+  if (!out.ok()) return ErrorResponse(out.status());
+  return http::Response::JsonBody(ok_status, *out);
+}
+
 }  // namespace cairn::api

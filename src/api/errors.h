@@ -24,6 +24,9 @@ ErrorMapping MapError(const absl::Status& status);
 // An MLflow-style JSON error response.
 http::Response ErrorResponse(const absl::Status& status);
 
+// `out` as a JSON body with `ok_status`, or its error as ErrorResponse does.
+http::Response JsonOrError(const absl::StatusOr<Json>& out, int ok_status = 200);
+
 }  // namespace cairn::api
 
 #endif  // CAIRN_API_ERRORS_H_

@@ -34,9 +34,7 @@ std::pair<std::string, std::string> Split1(std::string_view path) {
 }
 
 Response Handle(const std::function<absl::StatusOr<Json>()>& fn, int ok_status = 200) {
-  absl::StatusOr<Json> out = fn();
-  if (!out.ok()) return ErrorResponse(out.status());
-  return Response::JsonBody(ok_status, *out);
+  return JsonOrError(fn(), ok_status);
 }
 
 std::string SelfExecutable() {
@@ -284,8 +282,7 @@ absl::StatusOr<std::unique_ptr<PipelineService>> PipelineService::Create(DataDir
                                .chunks = &dir.chunks(),
                                .objects = &dir.objects(),
                                .store = svc->store_.get(),
-                               // Absolute: job specs name host paths.
-                               .work_dir = std::filesystem::absolute(dir.work_path()).lexically_normal().string(),
+                               .work_dir = dir.work_path(),
                                .is_server = options.server};
   absl::StatusOr<std::unique_ptr<exec::SandboxExecutor>> local = exec::SandboxExecutor::Create(exec::SandboxOptions{});
   if (local.ok()) {

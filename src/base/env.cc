@@ -1,5 +1,7 @@
 #include "base/env.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "base/ids.h"
@@ -38,6 +40,20 @@ absl::Status Env::WriteFileAtomic(const std::string& path, std::string_view data
   }();
   if (!status.ok() && FileExists(tmp)) DeleteFile(tmp).IgnoreError();
   return status;
+}
+
+std::string FindExecutable(const std::string& program, const std::string& search_path) {
+  size_t start = 0;
+  while (start <= search_path.size()) {
+    size_t end = search_path.find(':', start);
+    if (end == std::string::npos) end = search_path.size();
+    if (end > start) {
+      std::string candidate = JoinPath(search_path.substr(start, end - start), program);
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+    start = end + 1;
+  }
+  return "";
 }
 
 std::string JoinPath(std::string_view a, std::string_view b) {

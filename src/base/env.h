@@ -143,6 +143,9 @@ std::unique_ptr<Env> NewPosixEnv();
 std::string JoinPath(std::string_view a, std::string_view b);
 // The directory part of `path` ("a/b/c" -> "a/b"; "c" -> ".").
 std::string DirName(std::string_view path);
+// The first executable `dir/program` for the dirs of the ':'-separated
+// `search_path` (like $PATH), or "" when there is none.
+std::string FindExecutable(const std::string& program, const std::string& search_path);
 
 }  // namespace cairn
 

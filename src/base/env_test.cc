@@ -278,3 +278,18 @@ TEST(PathTest, DirName) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST(FindExecutableTest, FirstExecutableOnTheSearchPath) {
+  EXPECT_EQ(FindExecutable("sh", "/nonexistent::/bin:/usr/bin"), "/bin/sh");
+  EXPECT_EQ(FindExecutable("sh", "/usr/bin:/bin"), "/usr/bin/sh");
+  EXPECT_EQ(FindExecutable("no-such-program-here", "/bin:/usr/bin"), "");
+  EXPECT_EQ(FindExecutable("sh", ""), "");
+  // A file that is not executable is not found.
+  EXPECT_EQ(FindExecutable("passwd", "/etc"), "");
+}
+
+}  // namespace
+}  // namespace cairn

@@ -1,6 +1,13 @@
 #include "exec/job_files.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 
@@ -243,6 +250,42 @@ absl::Status WriteJobResult(const JobStatus& status, const std::string& job_dir,
 absl::StatusOr<JobStatus> ReadJobResult(const std::string& job_dir) {
   ASSIGN_OR_RETURN(Json json, ReadJsonFile(JoinPath(job_dir, kJobResultFile)));
   return JobStatusFromJson(json);
+}
+
+absl::StatusOr<LogChunk> ReadJobLog(const std::string& job_dir, uint64_t offset, size_t max_bytes, bool job_final) {
+  constexpr size_t kMaxLogRead = 16 << 20;
+  LogChunk chunk;
+  chunk.next_offset = offset;
+  const std::string path = JoinPath(job_dir, kJobLogFile);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      chunk.finished = job_final;
+      return chunk;
+    }
+    return absl::InternalError(fmt::format("opening {}: {}", path, std::strerror(errno)));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return absl::InternalError(fmt::format("stat {}: {}", path, std::strerror(errno)));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(
+      std::min<uint64_t>(max_bytes, kMaxLogRead), size > offset ? size - offset : 0));
+  chunk.bytes.resize(want);
+  size_t got = 0;
+  while (got < want) {
+    ssize_t n = ::pread(fd, chunk.bytes.data() + got, want - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  chunk.bytes.resize(got);
+  chunk.next_offset = offset + got;
+  chunk.finished = job_final && chunk.next_offset >= size;
+  return chunk;
 }
 
 }  // namespace cairn::exec

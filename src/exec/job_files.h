@@ -37,6 +37,12 @@ absl::Status WriteJobResult(const JobStatus& status, const std::string& job_dir,
 // kNotFound while the job has not ended.
 absl::StatusOr<JobStatus> ReadJobResult(const std::string& job_dir);
 
+// Up to `max_bytes` (at most 16 MiB) of job_dir/output.log from `offset`.
+// `job_final`: whether the job had ended before this call (read it first:
+// then the log is complete, and `finished` is set once the read reaches its
+// end). A log not created yet reads as empty.
+absl::StatusOr<LogChunk> ReadJobLog(const std::string& job_dir, uint64_t offset, size_t max_bytes, bool job_final);
+
 }  // namespace cairn::exec
 
 #endif  // CAIRN_EXEC_JOB_FILES_H_

@@ -21,8 +21,6 @@
 namespace cairn::exec {
 namespace {
 
-// ReadLog answers at most this much at once, whatever the caller asks.
-constexpr size_t kMaxLogRead = 16 << 20;
 
 int64_t NowMillis() { return absl::ToUnixMillis(absl::Now()); }
 
@@ -250,38 +248,7 @@ absl::StatusOr<LogChunk> SandboxExecutor::ReadLog(const JobId& id, uint64_t offs
     // Read before the file: once final, the log is complete.
     final = IsFinal(it->second.status.state);
   }
-  LogChunk chunk;
-  chunk.next_offset = offset;
-  const std::string path = JoinPath(job_dir, kJobLogFile);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) {
-      chunk.finished = final;
-      return chunk;
-    }
-    return absl::InternalError(fmt::format("opening {}: {}", path, std::strerror(errno)));
-  }
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return absl::InternalError(fmt::format("stat {}: {}", path, std::strerror(errno)));
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  const size_t want = static_cast<size_t>(std::min<uint64_t>(
-      std::min<uint64_t>(max_bytes, kMaxLogRead), size > offset ? size - offset : 0));
-  chunk.bytes.resize(want);
-  size_t got = 0;
-  while (got < want) {
-    ssize_t n = ::pread(fd, chunk.bytes.data() + got, want - got, static_cast<off_t>(offset + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  chunk.bytes.resize(got);
-  chunk.next_offset = offset + got;
-  chunk.finished = final && chunk.next_offset >= size;
-  return chunk;
+  return ReadJobLog(job_dir, offset, max_bytes, final);
 }
 
 }  // namespace cairn::exec

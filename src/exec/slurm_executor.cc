@@ -114,17 +114,6 @@ std::string LastLine(Env& env, const std::string& path) {
   return line;
 }
 
-std::string FindOnPath(const std::string& program, const std::string& path_var) {
-  std::stringstream dirs(path_var);
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    if (dir.empty()) continue;
-    std::string candidate = dir + "/" + program;
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- formats
@@ -267,7 +256,7 @@ absl::StatusOr<std::unique_ptr<SlurmExecutor>> SlurmExecutor::Create(const Slurm
 
   for (auto [program, path] : {std::pair{"sbatch", &executor->sbatch_}, std::pair{"scontrol", &executor->scontrol_},
                                std::pair{"scancel", &executor->scancel_}}) {
-    *path = options.bin_dir.empty() ? FindOnPath(program, vars["PATH"]) : JoinPath(options.bin_dir, program);
+    *path = options.bin_dir.empty() ? FindExecutable(program, vars["PATH"]) : JoinPath(options.bin_dir, program);
     if (path->empty() || access(path->c_str(), X_OK) != 0) {
       return absl::FailedPreconditionError(
           options.bin_dir.empty()
@@ -524,23 +513,7 @@ absl::StatusOr<LogChunk> SlurmExecutor::ReadLog(const JobId& id, uint64_t offset
   ASSIGN_OR_RETURN(std::string job_dir, JobDir(id));
   // Status first: if the job is final now, the log read below is complete.
   ASSIGN_OR_RETURN(JobStatus st, Status(id));
-  LogChunk chunk;
-  chunk.next_offset = offset;
-  const std::string path = JoinPath(job_dir, kJobLogFile);
-  if (!env_->FileExists(path)) {
-    chunk.finished = IsFinal(st.state);
-    return chunk;
-  }
-  ASSIGN_OR_RETURN(uint64_t size, env_->GetFileSize(path));
-  if (offset < size && max_bytes > 0) {
-    ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, env_->NewRandomAccessFile(path));
-    chunk.bytes.resize(static_cast<size_t>(std::min<uint64_t>(max_bytes, size - offset)));
-    ASSIGN_OR_RETURN(size_t n, file->Read(offset, chunk.bytes.data(), chunk.bytes.size()));
-    chunk.bytes.resize(n);
-    chunk.next_offset = offset + n;
-  }
-  chunk.finished = IsFinal(st.state) && chunk.next_offset >= size;
-  return chunk;
+  return ReadJobLog(job_dir, offset, max_bytes, IsFinal(st.state));
 }
 
 }  // namespace cairn::exec

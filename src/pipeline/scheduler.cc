@@ -15,6 +15,7 @@
 #include "base/ids.h"
 #include "base/sha256.h"
 #include "exec/environment.h"
+#include "exec/job_files.h"
 #include "pipeline/code_snapshot.h"
 #include "pipeline/spec.h"
 #include "pipeline/step_data.h"
@@ -260,30 +261,23 @@ absl::StatusOr<exec::LogChunk> PipelineScheduler::ReadLog(const std::string& run
                                                           size_t max_bytes) {
   ASSIGN_OR_RETURN(auto found, deps_.store->FindStepByRunId(run_id));
   const StepRecord& s = found.second;
-  exec::Executor* e = ExecutorFor(s.executor);
-  if (e != nullptr && !s.job_id.empty()) {
-    absl::StatusOr<exec::LogChunk> chunk = e->ReadLog(s.job_id, offset, max_bytes);
-    if (chunk.ok()) return chunk;
-  }
-  // Not a job of this process's executor (another process ran it, or it
-  // ended before a restart): read the job folder directly.
   if (s.job_dir.empty()) return absl::NotFoundError(fmt::format("run {} has no log yet", run_id));
-  exec::LogChunk out;
-  std::ifstream in(s.job_dir + "/output.log", std::ios::binary);
-  if (in) {
-    in.seekg(static_cast<std::streamoff>(offset));
-    out.bytes.resize(max_bytes);
-    in.read(out.bytes.data(), static_cast<std::streamsize>(max_bytes));
-    out.bytes.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  // The job folder, whoever ran it (this process, an earlier one, a Slurm
+  // node); a final step's job has ended, so its log is complete.
+  return exec::ReadJobLog(s.job_dir, offset, max_bytes, IsFinalState(s.status));
+}
+
+absl::Status PipelineScheduler::StoreArtifactFile(const std::string& file, const std::string& artifact_path) {
+  ASSIGN_OR_RETURN(auto writer, deps_.objects->NewWriter());
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return absl::NotFoundError(fmt::format("cannot read {}", file));
+  std::string buf(1 << 20, '\0');
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.gcount() > 0) RETURN_IF_ERROR(writer->Append(std::string_view(buf.data(), in.gcount())));
   }
-  out.next_offset = offset + out.bytes.size();
-  ASSIGN_OR_RETURN(PipelineRunRecord r, deps_.store->GetRun(found.first));
-  bool step_final = IsFinalState(found.second.status);
-  for (const StepRecord& st : r.steps) {
-    if (st.step == s.step && st.run_id == run_id) step_final = IsFinalState(st.status);
-  }
-  out.finished = step_final && out.bytes.size() < max_bytes;
-  return out;
+  ASSIGN_OR_RETURN(store::ObjectInfo info, writer->Commit());
+  return deps_.tracking->PutArtifact(artifact_path, {info.digest.ToHex(), static_cast<int64_t>(info.size)});
 }
 
 absl::StatusOr<bool> PipelineScheduler::OwnerAlive(const std::string& owner) {
@@ -974,32 +968,12 @@ absl::Status PipelineScheduler::ExecuteStep(ActiveRun& a, size_t index, StepReco
            it.increment(aec)) {
         std::error_code fec;
         if (!it->is_regular_file(fec) || it->is_symlink(fec)) continue;  // a link could point anywhere on the host
-        ASSIGN_OR_RETURN(auto writer, deps_.objects->NewWriter());
-        std::ifstream in(it->path(), std::ios::binary);
-        std::string buf(1 << 20, '\0');
-        while (in) {
-          in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-          if (in.gcount() > 0) RETURN_IF_ERROR(writer->Append(std::string_view(buf.data(), in.gcount())));
-        }
-        ASSIGN_OR_RETURN(store::ObjectInfo info, writer->Commit());
-        const std::string rel = fs::relative(it->path(), art_dir, fec).generic_string();
-        RETURN_IF_ERROR(deps_.tracking->PutArtifact(artifact_root + rel,
-                                                    {info.digest.ToHex(), static_cast<int64_t>(info.size)}));
+        RETURN_IF_ERROR(StoreArtifactFile(it->path().string(),
+                                          artifact_root + fs::relative(it->path(), art_dir, fec).generic_string()));
       }
     }
     // The whole log as an artifact.
-    {
-      ASSIGN_OR_RETURN(auto writer, deps_.objects->NewWriter());
-      std::ifstream in(job_dir + "/output.log", std::ios::binary);
-      std::string buf(1 << 20, '\0');
-      while (in) {
-        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        if (in.gcount() > 0) RETURN_IF_ERROR(writer->Append(std::string_view(buf.data(), in.gcount())));
-      }
-      ASSIGN_OR_RETURN(store::ObjectInfo info, writer->Commit());
-      RETURN_IF_ERROR(deps_.tracking->PutArtifact(artifact_root + "logs/output.log",
-                                                  {info.digest.ToHex(), static_cast<int64_t>(info.size)}));
-    }
+    RETURN_IF_ERROR(StoreArtifactFile(job_dir + "/" + exec::kJobLogFile, artifact_root + "logs/output.log"));
 
     if (js.state == exec::JobState::kSucceeded) {
       for (const std::string& o : step.outputs) {

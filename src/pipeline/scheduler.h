@@ -130,6 +130,9 @@ class PipelineScheduler {
   absl::StatusOr<bool> OwnerAlive(const std::string& owner);
   absl::Status FailOrphanedRun(PipelineRunRecord run, const std::string& why);
   void CancelOrphanedJob(const StepRecord& step);
+  // Streams `file` into the object store and records it as the artifact
+  // `artifact_path` (EXP/RUN/artifacts/...).
+  absl::Status StoreArtifactFile(const std::string& file, const std::string& artifact_path);
   exec::Executor* ExecutorFor(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
 
   SchedulerDeps deps_;

@@ -460,6 +460,34 @@ steps:
   EXPECT_EQ(note.size, 22);
 }
 
+TEST_F(SchedulerTest, CronTriggerFiresOnceWhenDue) {
+  const std::string spec = R"(name: nightly
+triggers:
+  cron: "0 3 * * *"
+steps:
+  a:
+    command: "true"
+)";
+  auto s = NewScheduler(/*server=*/true);
+  ASSERT_OK(s->Register(spec, "cairn.yaml", project_).status());
+  ASSERT_OK_AND_ASSIGN(auto loop, TriggerLoop::Create(*store_, *datasets_, *s, *env_));
+  const absl::Time t0 = absl::FromCivil(absl::CivilMinute(2026, 11, 22, 1, 0), absl::UTCTimeZone());
+  ASSERT_OK_AND_ASSIGN(auto started, loop->CheckOnce(t0));
+  EXPECT_TRUE(started.empty());  // the first look records when it started watching
+  ASSERT_OK_AND_ASSIGN(started, loop->CheckOnce(t0 + absl::Hours(1)));
+  EXPECT_TRUE(started.empty());  // 02:00: not due yet
+  // 05:00: 03:00 was due (and missed while "down"): one run, not several.
+  ASSERT_OK_AND_ASSIGN(started, loop->CheckOnce(t0 + absl::Hours(4)));
+  ASSERT_EQ(started.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(PipelineRunRecord run, s->Wait(started[0], absl::Seconds(60)));
+  EXPECT_EQ(run.status, kSucceeded) << run.reason;
+  EXPECT_EQ(run.cause["kind"], "cron");
+  ASSERT_OK_AND_ASSIGN(started, loop->CheckOnce(t0 + absl::Hours(5)));
+  EXPECT_TRUE(started.empty());  // next firing is tomorrow at 03:00
+  ASSERT_OK_AND_ASSIGN(started, loop->CheckOnce(t0 + absl::Hours(26) + absl::Minutes(1)));
+  EXPECT_EQ(started.size(), 1u);
+}
+
 TEST(WebhookTest, SignatureMustMatchTheBody) {
   const std::string sig = SignWebhook("secret", "{\"ref\":\"main\"}");
   EXPECT_THAT(sig, ::testing::StartsWith("sha256="));

@@ -20,6 +20,7 @@ enum class ViewType { kActiveOnly, kDeletedOnly, kAll };
 struct Tag {
   std::string key;
   std::string value;
+  bool operator==(const Tag&) const = default;
 };
 using Param = Tag;
 

@@ -23,6 +23,8 @@
 #include <sstream>
 #include <thread>
 
+#include "base/env.h"
+
 extern char** environ;
 
 namespace cairn::testing {
@@ -36,14 +38,7 @@ constexpr const char* kClients[] = {"sbatch", "squeue", "scontrol", "scancel", "
 std::string FindProgram(const std::string& program) {
   std::string path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
   path += ":/usr/sbin:/sbin";
-  std::stringstream dirs(path);
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    if (dir.empty()) continue;
-    std::string candidate = dir + "/" + program;
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
+  return FindExecutable(program, path);
 }
 
 // This process's environment with `overrides` replacing or adding variables.
