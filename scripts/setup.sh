@@ -15,6 +15,10 @@ PACKAGES=(
   slurm-wlm munge bubblewrap
   # demo (example training script)
   python3-sklearn python3-numpy
+  # model serving: XGBoost (C API), TorchScript (libtorch + fast BLAS), model fixtures in Python
+  libxgboost-dev python3-xgboost python3-torch libtorch-dev libopenblas0-openmp
+  # benchmarks: the hand-made alternative a model server is compared with
+  python3-flask gunicorn
 )
 
 missing=()

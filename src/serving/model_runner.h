@@ -1,0 +1,182 @@
+// ModelRunner: one loaded model version serving requests. It owns a bounded
+// request queue and `instances` worker threads, each calling the backend's
+// Infer; with dynamic batching, a worker gathers queued requests into one
+// backend call.
+//
+// Dynamic batching (max_batch_size > 1): a free worker becomes the gatherer;
+// it waits until the queue holds max_batch_size rows or until
+// max_queue_delay_us have passed since the oldest queued request arrived,
+// then takes the oldest request and every later one with the same inputs
+// (names, datatypes and dimensions after dim 0) that still fits, stacks them
+// (ConcatBatch), runs one Infer and hands each request its rows of the
+// outputs (SliceBatch). A batch of one request is passed through as is. A
+// request with more rows than max_batch_size runs alone.
+//
+// Failures: a request whose deadline passes while queued fails
+// kDeadlineExceeded without running; a full queue refuses with
+// kResourceExhausted ("queue of model M version V is full (N requests)", HTTP
+// 429); a draining or stopped runner refuses with kUnavailable (HTTP 503). A
+// backend error fails every request of its batch, except kInvalidArgument
+// from a batch of several requests: those are re-run one by one so that one
+// bad request does not fail the others. Inputs are checked against the
+// signature (ValidateInputs) before queueing (kInvalidArgument).
+//
+// Timeouts: the deadline bounds the time spent queued. Once a backend call
+// has started it runs to completion (backends have their own limits, e.g.
+// BackendOptions::python_timeout_ms) and its requests get its answer.
+//
+// Thread-safety: thread-safe. Infer blocks the calling thread (the HTTP
+// server runs one thread per connection); Submit does not.
+//
+// Ownership: the runner shares the backend (std::shared_ptr) and keeps it
+// until destroyed. The destructor drains (Drain()).
+//
+// Usage:
+//   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
+//                    ModelRunner::Create(std::move(backend),
+//                                        {.max_batch_size = 32, .max_queue_delay_us = 500, .instances = 2},
+//                                        {"prod", "iris", 3}, &metrics));
+//   RETURN_IF_ERROR(runner->Warm());
+//   ASSIGN_OR_RETURN(RunResult r, runner->Infer(std::move(inputs)));
+//   // r.outputs, r.batch_size, r.queue_us ...
+//   runner->Drain();   // refuse new requests, finish queued ones, stop workers
+#ifndef CAIRN_SERVING_MODEL_RUNNER_H_
+#define CAIRN_SERVING_MODEL_RUNNER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "base/json.h"
+#include "base/status.h"
+#include "serving/metrics.h"
+#include "serving/model_backend.h"
+#include "serving/tensor.h"
+
+namespace cairn::serving {
+
+struct RunnerOptions {
+  int max_batch_size = 1;          // rows per backend call; 1 = no batching
+  int64_t max_queue_delay_us = 0;  // how long the oldest request may wait for others to join its batch
+  int instances = 1;               // worker threads calling the backend concurrently
+  int queue_capacity = 1024;       // queued requests (not rows) before refusing
+  int64_t default_timeout_ms = 0;  // deadline for requests given none; 0 = none
+
+  bool operator==(const RunnerOptions&) const = default;
+};
+
+// kInvalidArgument naming the field for a value out of range (sizes < 1,
+// negative delays or timeouts).
+absl::Status CheckRunnerOptions(const RunnerOptions& options);
+
+struct RunResult {
+  std::vector<Tensor> outputs;   // one per signature output, this request's rows only
+  std::vector<Tensor> inputs;    // the request's inputs, handed back (e.g. for the payload log) without a copy
+  int64_t queue_us = 0;          // arrival to the start of its backend call
+  int64_t compute_us = 0;        // the backend call
+  int batch_size = 0;            // rows in the backend call that answered it
+};
+
+class ModelRunner {
+ public:
+  using Callback = std::function<void(absl::StatusOr<RunResult>)>;
+
+  // Starts the workers. `metrics` may be null (the runner then keeps its
+  // series to itself; Statistics() still works); not owned, must outlive the
+  // runner. kInvalidArgument for bad options.
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(std::shared_ptr<ModelBackend> backend,
+                                                             const RunnerOptions& options, ModelLabels labels,
+                                                             InferenceMetrics* metrics);
+  ~ModelRunner();
+  ModelRunner(const ModelRunner&) = delete;
+  ModelRunner& operator=(const ModelRunner&) = delete;
+
+  // Runs one request of zeros (batch 1; BYTES elements empty; -1 dimensions
+  // as 1) built from the signature through every instance at once, so that
+  // lazy initialisation happens before traffic. Returns the first error.
+  absl::Status Warm();
+
+  // Queues one request and waits for its answer. `deadline` nullopt: now +
+  // default_timeout_ms (none when that is 0).
+  absl::StatusOr<RunResult> Infer(std::vector<Tensor> inputs, std::optional<absl::Time> deadline = std::nullopt);
+  // Like Infer, but a request refused before it was queued (invalid inputs,
+  // queue full, draining) leaves `inputs` with the caller (possibly
+  // reordered to signature order), so that it can be sent elsewhere: the
+  // inference plane re-routes a request that met a runner that had just
+  // begun draining. Once queued, `inputs` is consumed (see RunResult::inputs).
+  absl::StatusOr<RunResult> TryInfer(std::vector<Tensor>& inputs, std::optional<absl::Time> deadline);
+
+  // Queues one request; `done` is called exactly once, on a worker thread
+  // (or on the calling thread when the request is refused at once). It must
+  // not block for long: it holds up that worker.
+  void Submit(std::vector<Tensor> inputs, std::optional<absl::Time> deadline, Callback done);
+
+  // Refuses new requests (kUnavailable), lets the queued and running ones
+  // finish, then stops the workers. Blocks until done; idempotent.
+  void Drain();
+  bool draining() const;
+
+  const ModelSignature& signature() const { return backend_->signature(); }
+  std::string_view platform() const { return backend_->platform(); }
+  const ModelLabels& labels() const { return labels_; }
+  const RunnerOptions& options() const { return options_; }
+  uint64_t memory_bytes() const { return backend_->memory_bytes(); }
+  int64_t queue_depth() const;
+  // Requests queued or being computed.
+  int64_t in_flight() const;
+  // ModelSeries::Statistics() plus "deployment", "model", "version".
+  Json Statistics() const;
+
+ private:
+  struct Request;
+  struct Batch;
+
+  ModelRunner(std::shared_ptr<ModelBackend> backend, const RunnerOptions& options, ModelLabels labels,
+              std::unique_ptr<MetricRegistry> own_registry, std::unique_ptr<InferenceMetrics> own_metrics,
+              std::unique_ptr<ModelSeries> series);
+
+  // Validates and queues `request` (taking ownership when queued); on refusal
+  // returns the error and leaves `request` to the caller.
+  absl::Status Enqueue(Request* request);
+  void Complete(Request* request, absl::StatusOr<RunResult> result);
+  void Refuse(const absl::Status& status);
+  void WorkerLoop();
+  // Takes the next batch off the queue; expired requests go to `expired`.
+  void TakeBatch(std::vector<Request*>* batch, std::vector<Request*>* expired) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunBatch(std::vector<Request*>& batch);
+  // Runs `request` alone; `start` is when its batch left the queue.
+  void RunOne(Request* request, absl::Time start);
+  absl::StatusOr<std::vector<Tensor>> CallBackend(const std::vector<Tensor>& inputs);
+  bool GatherDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  bool WorkAvailable() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const std::shared_ptr<ModelBackend> backend_;
+  const RunnerOptions options_;
+  const ModelLabels labels_;
+  std::unique_ptr<MetricRegistry> own_registry_;     // only when created without metrics
+  std::unique_ptr<InferenceMetrics> own_metrics_;
+  const std::unique_ptr<ModelSeries> series_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Request*> queue_ ABSL_GUARDED_BY(mu_);
+  int64_t queued_rows_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t running_ ABSL_GUARDED_BY(mu_) = 0;  // requests in backend calls
+  bool gathering_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;  // joined by Drain
+  absl::Mutex drain_mu_;              // serialises Drain callers
+};
+
+}  // namespace cairn::serving
+
+#endif  // CAIRN_SERVING_MODEL_RUNNER_H_

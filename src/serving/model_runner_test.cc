@@ -1,0 +1,406 @@
+#include "serving/model_runner.h"
+
+#include <atomic>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "base/testing.h"
+
+namespace cairn::serving {
+namespace {
+
+using ::cairn::testing::IsOk;
+using ::cairn::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::Each;
+using ::testing::HasSubstr;
+using ::testing::Le;
+
+// Test double: y[i] = sum of row i of x (FP32 [-1, 3]). A row whose first
+// element is negative makes the whole call fail kInvalidArgument (a "bad
+// request"). Calls can be held at a gate, and every call's row count is
+// recorded.
+class SumBackend : public ModelBackend {
+ public:
+  SumBackend() {
+    signature_.inputs = {{"x", DataType::kFp32, {-1, 3}}};
+    signature_.outputs = {{"y", DataType::kFp32, {-1, 1}}};
+  }
+
+  const ModelSignature& signature() const override { return signature_; }
+  std::string_view platform() const override { return "test_sum"; }
+  uint64_t memory_bytes() const override { return 1234; }
+
+  absl::StatusOr<std::vector<Tensor>> Infer(const std::vector<Tensor>& inputs) override {
+    absl::MutexLock lock(&mu_);
+    calls_.push_back(inputs[0].shape[0]);
+    ++entered_;
+    mu_.Await(absl::Condition(+[](SumBackend* b) ABSL_NO_THREAD_SAFETY_ANALYSIS { return b->open_; }, this));
+    if (!fail_.ok()) return fail_;
+    const Tensor& x = inputs[0];
+    std::span<const float> v = x.values<float>();
+    std::vector<float> y(x.shape[0]);
+    for (int64_t r = 0; r < x.shape[0]; ++r) {
+      if (v[r * 3] < 0) return absl::InvalidArgumentError("negative feature");
+      y[r] = v[r * 3] + v[r * 3 + 1] + v[r * 3 + 2];
+    }
+    return std::vector<Tensor>{Tensor::FromValues<float>("y", DataType::kFp32, {x.shape[0], 1}, y)};
+  }
+
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    open_ = false;
+  }
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+  void Fail(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    fail_ = std::move(status);
+  }
+  // Waits until `n` calls have entered Infer (they may be held at the gate).
+  void AwaitEntered(int n) {
+    std::pair<SumBackend*, int> arg(this, n);
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](std::pair<SumBackend*, int>* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->first->entered_ >= a->second; },
+        &arg));
+  }
+  std::vector<int64_t> calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+
+ private:
+  ModelSignature signature_;
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = true;
+  int entered_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status fail_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> calls_ ABSL_GUARDED_BY(mu_);
+};
+
+// `rows` rows whose elements are first, first + 1, ... (row sums are easy to check).
+std::vector<Tensor> Rows(int64_t rows, float first = 1) {
+  std::vector<float> v(rows * 3);
+  std::iota(v.begin(), v.end(), first);
+  return {Tensor::FromValues<float>("x", DataType::kFp32, {rows, 3}, v)};
+}
+
+float RowSum(float first, int64_t row) { return 3 * (first + 3 * row) + 3; }
+
+class ModelRunnerTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<ModelRunner> NewRunner(RunnerOptions options) {
+    absl::StatusOr<std::unique_ptr<ModelRunner>> runner =
+        ModelRunner::Create(backend_, options, {"prod", "iris", 3}, &metrics_);
+    EXPECT_OK(runner.status());
+    return std::move(runner).value();
+  }
+
+  std::shared_ptr<SumBackend> backend_ = std::make_shared<SumBackend>();
+  MetricRegistry registry_;
+  InferenceMetrics metrics_{registry_};
+};
+
+TEST_F(ModelRunnerTest, SingleRequestIsPassedThrough) {
+  auto runner = NewRunner({});
+  ASSERT_OK_AND_ASSIGN(RunResult r, runner->Infer(Rows(2, 1)));
+  ASSERT_EQ(r.outputs.size(), 1u);
+  EXPECT_EQ(r.outputs[0].name, "y");
+  EXPECT_THAT(r.outputs[0].shape, ElementsAre(2, 1));
+  EXPECT_THAT(r.outputs[0].values<float>(), ElementsAre(RowSum(1, 0), RowSum(1, 1)));
+  EXPECT_EQ(r.batch_size, 2);
+  ASSERT_EQ(r.inputs.size(), 1u);  // handed back
+  EXPECT_EQ(r.inputs[0].name, "x");
+  EXPECT_THAT(backend_->calls(), ElementsAre(2));
+}
+
+TEST_F(ModelRunnerTest, RejectsBadOptions) {
+  EXPECT_THAT(ModelRunner::Create(backend_, {.max_batch_size = 0}, {}, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_batch_size")));
+  EXPECT_THAT(ModelRunner::Create(backend_, {.instances = 0}, {}, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("instances")));
+  EXPECT_THAT(ModelRunner::Create(backend_, {.queue_capacity = 0}, {}, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("queue_capacity")));
+  EXPECT_THAT(ModelRunner::Create(nullptr, {}, {}, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(ModelRunnerTest, InvalidInputsAreRefusedBeforeQueueing) {
+  auto runner = NewRunner({});
+  std::vector<Tensor> wrong = {Tensor::FromValues<double>("x", DataType::kFp64, {1, 3}, std::vector<double>{1, 2, 3})};
+  EXPECT_THAT(runner->Infer(std::move(wrong)), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'x'")));
+  EXPECT_TRUE(backend_->calls().empty());
+  Json stats = runner->Statistics();
+  EXPECT_EQ(stats["requests"]["invalid_argument"], 1);
+  EXPECT_EQ(stats["failures"]["invalid_input"], 1);
+}
+
+TEST_F(ModelRunnerTest, ConcurrentRequestsAreBatchedTogether) {
+  // A long delay: the batch closes when max_batch_size rows are queued, not
+  // when time runs out, so the grouping does not depend on timing.
+  auto runner = NewRunner({.max_batch_size = 8, .max_queue_delay_us = 10'000'000, .instances = 1});
+  std::vector<std::thread> callers;
+  std::vector<absl::StatusOr<RunResult>> results(8, absl::UnknownError("not run"));
+  for (int i = 0; i < 8; ++i) {
+    callers.emplace_back([&, i] { results[i] = runner->Infer(Rows(1, 100.0f * i)); });
+  }
+  for (auto& t : callers) t.join();
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_OK(results[i].status());
+    EXPECT_EQ(results[i]->batch_size, 8);
+    // Each caller gets its own row back.
+    EXPECT_THAT(results[i]->outputs[0].values<float>(), ElementsAre(RowSum(100.0f * i, 0)));
+    EXPECT_THAT(results[i]->outputs[0].shape, ElementsAre(1, 1));
+  }
+  EXPECT_THAT(backend_->calls(), ElementsAre(8));
+  Json stats = runner->Statistics();
+  EXPECT_GT(stats["batch_size"]["mean"].get<double>(), 1.0);
+  EXPECT_EQ(stats["requests"]["ok"], 8);
+}
+
+TEST_F(ModelRunnerTest, MaxBatchSizeIsRespected) {
+  auto runner = NewRunner({.max_batch_size = 4, .max_queue_delay_us = 10'000'000, .instances = 1});
+  // Hold the only worker in a first call so that the others queue up.
+  backend_->Close();
+  std::vector<std::thread> callers;
+  std::atomic<int> ok{0};
+  callers.emplace_back([&] { ok += runner->Infer(Rows(4)).ok(); });  // a full batch: runs at once
+  backend_->AwaitEntered(1);
+  const int rows[] = {3, 2, 1, 2, 1, 3};  // 12 rows; no two 3s fit together
+  for (int n : rows) callers.emplace_back([&, n] { ok += runner->Infer(Rows(n)).ok(); });
+  while (runner->queue_depth() < 6) std::this_thread::yield();
+  backend_->Open();
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(ok, 7);
+  std::vector<int64_t> calls = backend_->calls();
+  EXPECT_THAT(calls, Each(Le(4)));
+  EXPECT_EQ(std::accumulate(calls.begin(), calls.end(), int64_t{0}), 16);
+}
+
+TEST_F(ModelRunnerTest, RequestLargerThanMaxBatchRunsAlone) {
+  auto runner = NewRunner({.max_batch_size = 4, .max_queue_delay_us = 1000});
+  ASSERT_OK_AND_ASSIGN(RunResult r, runner->Infer(Rows(10)));
+  EXPECT_EQ(r.batch_size, 10);
+  EXPECT_EQ(r.outputs[0].shape[0], 10);
+}
+
+TEST_F(ModelRunnerTest, FullQueueIsResourceExhausted) {
+  auto runner = NewRunner({.queue_capacity = 2});
+  backend_->Close();
+  std::vector<std::thread> callers;
+  std::atomic<int> ok{0};
+  callers.emplace_back([&] { ok += runner->Infer(Rows(1)).ok(); });
+  backend_->AwaitEntered(1);
+  for (int i = 0; i < 2; ++i) callers.emplace_back([&] { ok += runner->Infer(Rows(1)).ok(); });
+  while (runner->queue_depth() < 2) std::this_thread::yield();
+  EXPECT_THAT(runner->Infer(Rows(1)),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("queue of model iris version 3 is full")));
+  backend_->Open();
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(runner->Statistics()["failures"]["queue_full"], 1);
+}
+
+TEST_F(ModelRunnerTest, DeadlinePassingInQueueFailsWithoutRunning) {
+  auto runner = NewRunner({});
+  backend_->Close();
+  std::thread first([&] { EXPECT_OK(runner->Infer(Rows(1)).status()); });
+  backend_->AwaitEntered(1);
+  EXPECT_THAT(runner->Infer(Rows(1), absl::Now() + absl::Milliseconds(20)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("timed out in the queue")));
+  EXPECT_EQ(runner->queue_depth(), 0);  // withdrawn
+  backend_->Open();
+  first.join();
+  EXPECT_THAT(backend_->calls(), ElementsAre(1));  // the timed-out request never ran
+  EXPECT_EQ(runner->Statistics()["failures"]["deadline"], 1);
+}
+
+TEST_F(ModelRunnerTest, DefaultTimeoutApplies) {
+  auto runner = NewRunner({.default_timeout_ms = 20});
+  backend_->Close();
+  std::thread first([&] { EXPECT_OK(runner->Infer(Rows(1), absl::InfiniteFuture()).status()); });
+  backend_->AwaitEntered(1);
+  EXPECT_THAT(runner->Infer(Rows(1)), StatusIs(absl::StatusCode::kDeadlineExceeded));
+  backend_->Open();
+  first.join();
+}
+
+TEST_F(ModelRunnerTest, ExpiredSubmitFailsAtDequeue) {
+  auto runner = NewRunner({});
+  backend_->Close();
+  std::thread first([&] { EXPECT_OK(runner->Infer(Rows(1)).status()); });
+  backend_->AwaitEntered(1);
+  absl::Notification done;
+  absl::Status status;
+  runner->Submit(Rows(1), absl::Now() - absl::Seconds(1), [&](absl::StatusOr<RunResult> r) {
+    status = r.status();
+    done.Notify();
+  });
+  backend_->Open();
+  done.WaitForNotification();
+  first.join();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_THAT(backend_->calls(), ElementsAre(1));
+}
+
+TEST_F(ModelRunnerTest, DrainFinishesQueuedAndRunningRequests) {
+  auto runner = NewRunner({});
+  backend_->Close();
+  std::atomic<int> ok{0};
+  absl::Mutex mu;
+  int callbacks = 0;
+  auto count = [&](absl::StatusOr<RunResult> r) {
+    ok += r.ok();
+    absl::MutexLock lock(&mu);
+    ++callbacks;
+  };
+  runner->Submit(Rows(1), std::nullopt, count);
+  backend_->AwaitEntered(1);
+  runner->Submit(Rows(1), std::nullopt, count);
+  runner->Submit(Rows(1), std::nullopt, count);
+  std::thread drainer([&] { runner->Drain(); });
+  while (!runner->draining()) std::this_thread::yield();
+  EXPECT_THAT(runner->Infer(Rows(1)), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+  backend_->Open();
+  drainer.join();
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(callbacks, 3);
+  EXPECT_EQ(runner->in_flight(), 0);
+  runner->Drain();  // idempotent
+}
+
+TEST_F(ModelRunnerTest, BadRequestInBatchFailsAlone) {
+  auto runner = NewRunner({.max_batch_size = 4, .max_queue_delay_us = 10'000'000, .instances = 1});
+  std::vector<absl::StatusOr<RunResult>> results(4, absl::UnknownError("not run"));
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 4; ++i) {
+    callers.emplace_back([&, i] { results[i] = runner->Infer(Rows(1, i == 2 ? -5.0f : 1.0f)); });
+  }
+  for (auto& t : callers) t.join();
+  for (int i = 0; i < 4; ++i) {
+    if (i == 2) {
+      EXPECT_THAT(results[i], StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("negative")));
+    } else {
+      EXPECT_OK(results[i].status());
+    }
+  }
+  // One batch of 4 that failed, then each request alone.
+  EXPECT_THAT(backend_->calls(), ElementsAre(4, 1, 1, 1, 1));
+}
+
+TEST_F(ModelRunnerTest, BackendErrorFailsEveryRequestOfTheBatch) {
+  auto runner = NewRunner({.max_batch_size = 4, .max_queue_delay_us = 10'000'000, .instances = 1});
+  backend_->Fail(absl::UnavailableError("worker died"));
+  std::vector<absl::StatusOr<RunResult>> results(4, absl::UnknownError("not run"));
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 4; ++i) callers.emplace_back([&, i] { results[i] = runner->Infer(Rows(1)); });
+  for (auto& t : callers) t.join();
+  for (const auto& r : results) EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("worker died")));
+  EXPECT_THAT(backend_->calls(), ElementsAre(4));
+}
+
+TEST_F(ModelRunnerTest, WarmRunsOneZeroRequestPerInstance) {
+  auto runner = NewRunner({.instances = 3});
+  ASSERT_OK(runner->Warm());
+  EXPECT_THAT(backend_->calls(), ElementsAre(1, 1, 1));
+  backend_->Fail(absl::InternalError("cannot initialise"));
+  EXPECT_THAT(runner->Warm(), StatusIs(absl::StatusCode::kInternal, HasSubstr("warming up model iris version 3")));
+}
+
+// A BYTES model: warm-up must send empty strings.
+class EchoLengthBackend : public ModelBackend {
+ public:
+  EchoLengthBackend() {
+    signature_.inputs = {{"text", DataType::kBytes, {-1}}};
+    signature_.outputs = {{"length", DataType::kInt64, {-1}}};
+  }
+  const ModelSignature& signature() const override { return signature_; }
+  std::string_view platform() const override { return "test_bytes"; }
+  absl::StatusOr<std::vector<Tensor>> Infer(const std::vector<Tensor>& inputs) override {
+    std::vector<int64_t> lengths;
+    for (std::string_view s : inputs[0].byte_elements()) lengths.push_back(static_cast<int64_t>(s.size()));
+    seen = lengths;
+    return std::vector<Tensor>{
+        Tensor::FromValues<int64_t>("length", DataType::kInt64, {static_cast<int64_t>(lengths.size())}, lengths)};
+  }
+  std::vector<int64_t> seen;
+
+ private:
+  ModelSignature signature_;
+};
+
+TEST(ModelRunnerBytesTest, WarmSendsEmptyStrings) {
+  auto backend = std::make_shared<EchoLengthBackend>();
+  ASSERT_OK_AND_ASSIGN(auto runner, ModelRunner::Create(backend, {}, {"d", "m", 1}, nullptr));
+  ASSERT_OK(runner->Warm());
+  EXPECT_THAT(backend->seen, ElementsAre(0));
+}
+
+TEST_F(ModelRunnerTest, MetricsSeriesCarryTheModelLabels) {
+  auto runner = NewRunner({});
+  ASSERT_OK(runner->Infer(Rows(1)).status());
+  std::string text = registry_.Render();
+  EXPECT_THAT(text, HasSubstr("cairn_inference_requests_total{deployment=\"prod\",model=\"iris\",version=\"3\","
+                              "code=\"ok\"} 1"));
+  EXPECT_THAT(text, HasSubstr("cairn_inference_batch_size_count{deployment=\"prod\",model=\"iris\",version=\"3\"} 1"));
+  EXPECT_THAT(text, HasSubstr("cairn_model_memory_bytes{deployment=\"prod\",model=\"iris\",version=\"3\"} 1234"));
+  EXPECT_THAT(text, HasSubstr("cairn_inference_in_flight{deployment=\"prod\",model=\"iris\",version=\"3\"} 0"));
+  runner.reset();
+  registry_.Sweep();
+  EXPECT_THAT(registry_.Render(), ::testing::Not(HasSubstr("model=\"iris\"")));
+}
+
+// Two 1-D inputs: out = a - b, so a request that names them in another
+// order than the signature would give a wrong sign if not sorted.
+class DiffBackend : public ModelBackend {
+ public:
+  DiffBackend() {
+    signature_.inputs = {{"a", DataType::kFp32, {-1}}, {"b", DataType::kFp32, {-1}}};
+    signature_.outputs = {{"out", DataType::kFp32, {-1}}};
+  }
+  const ModelSignature& signature() const override { return signature_; }
+  std::string_view platform() const override { return "test_diff"; }
+  absl::StatusOr<std::vector<Tensor>> Infer(const std::vector<Tensor>& inputs) override {
+    if (inputs[0].name != "a" || inputs[1].name != "b") return absl::InternalError("inputs out of order");
+    std::vector<float> out;
+    for (size_t i = 0; i < inputs[0].values<float>().size(); ++i) {
+      out.push_back(inputs[0].values<float>()[i] - inputs[1].values<float>()[i]);
+    }
+    return std::vector<Tensor>{
+        Tensor::FromValues<float>("out", DataType::kFp32, {static_cast<int64_t>(out.size())}, out)};
+  }
+
+ private:
+  ModelSignature signature_;
+};
+
+TEST(ModelRunnerOrderTest, InputsInAnotherOrderAreSortedBySignature) {
+  ASSERT_OK_AND_ASSIGN(auto runner,
+                       ModelRunner::Create(std::make_shared<DiffBackend>(),
+                                           {.max_batch_size = 4, .max_queue_delay_us = 10'000'000}, {"d", "m", 1},
+                                           nullptr));
+  std::vector<absl::StatusOr<RunResult>> results(2, absl::UnknownError("not run"));
+  std::thread first([&] {
+    results[0] = runner->Infer({Tensor::FromValues<float>("b", DataType::kFp32, {2}, std::vector<float>{1, 2}),
+                                Tensor::FromValues<float>("a", DataType::kFp32, {2}, std::vector<float>{10, 20})});
+  });
+  std::thread second([&] {
+    results[1] = runner->Infer({Tensor::FromValues<float>("a", DataType::kFp32, {2}, std::vector<float>{5, 6}),
+                                Tensor::FromValues<float>("b", DataType::kFp32, {2}, std::vector<float>{1, 1})});
+  });
+  first.join();
+  second.join();
+  ASSERT_OK(results[0].status());
+  ASSERT_OK(results[1].status());
+  EXPECT_EQ(results[0]->batch_size, 4);  // stacked together
+  EXPECT_THAT(results[0]->outputs[0].values<float>(), ElementsAre(9, 18));
+  EXPECT_THAT(results[1]->outputs[0].values<float>(), ElementsAre(4, 5));
+}
+
+}  // namespace
+}  // namespace cairn::serving
