@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "api/errors.h"
+#include "api/registry_api.h"
 #include "base/json.h"
 #include "data/gc.h"
 #include "pipeline/pipeline_store.h"
@@ -229,14 +230,16 @@ class DataApi {
       data::GcOptions options;
       if (grace) options.grace_ms = *grace * 1000;
       options.dry_run = dry_run.value_or(false);
-      options.extra_roots = [this](const std::function<void(const Digest&)>& add) {
-        return dir_.tracking().ForEachArtifactDigest(
+      options.extra_roots = [this](const std::function<void(const Digest&)>& add) -> absl::Status {
+        RETURN_IF_ERROR(dir_.tracking().ForEachArtifactDigest(
             [&](const std::string& path, const tracking::ArtifactFile& file) -> absl::Status {
               auto d = Digest::FromHex(file.digest);
               if (!d.ok()) return absl::DataLossError(fmt::format("artifact {} has a malformed digest", path));
               add(*d);
               return absl::OkStatus();
-            });
+            }));
+        // Registered model versions keep their manifest and files, even if the run's artifacts go.
+        return ForEachModelVersionObject(dir_, add);
       };
       ASSIGN_OR_RETURN(data::GcReport r, data::CollectGarbage(datasets_, dir_.objects(), dir_.env(), options));
       // Pipelines' scratch: materialised inputs, code snapshots, job folders.

@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<DataDirectory>> DataDirectory::Open(Env& env, con
   ASSIGN_OR_RETURN(dir->objects_, store::LocalObjectStore::Create(
                                     env, dir->objects_path(), {.remove_temp_files = true}));
   ASSIGN_OR_RETURN(dir->tracking_, tracking::TrackingStore::Create(*dir->db_, env));
+  ASSIGN_OR_RETURN(dir->registry_, registry::RegistryStore::Create(*dir->db_, env));
   auto keys = store::KeyRing::OpenOrCreate(env, path + "/keys");
   if (!keys.ok()) return Annotate(keys.status(), "cannot open the key ring " + path + "/keys");
   dir->keys_ = std::move(keys).value();

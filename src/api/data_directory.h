@@ -20,6 +20,7 @@
 #include "data/chunk_store.h"
 #include "data/dataset_store.h"
 #include "db/database.h"
+#include "registry/registry_store.h"
 #include "store/encryption.h"
 #include "store/object_store.h"
 #include "tracking/tracking_store.h"
@@ -52,6 +53,8 @@ class DataDirectory {
   store::KeyRing& keys() { return *keys_; }
   data::ChunkStore& chunks() { return *chunks_; }
   data::DatasetStore& datasets() { return *datasets_; }
+  // The model registry (registered models, versions, aliases, gates, deployments).
+  registry::RegistryStore& registry() { return *registry_; }
   // The pipeline scheduler and its executors, made on first use (a server
   // makes it at start with `options.server`; later calls ignore `options`).
   absl::StatusOr<PipelineService*> pipelines(const PipelineServiceOptions& options);
@@ -75,6 +78,7 @@ class DataDirectory {
   std::unique_ptr<data::ChunkStore> chunks_;
   std::unique_ptr<data::DatasetStore> datasets_;
   std::unique_ptr<tracking::TrackingStore> tracking_;
+  std::unique_ptr<registry::RegistryStore> registry_;
   absl::Mutex pipelines_mu_;
   std::unique_ptr<PipelineService> pipelines_ ABSL_GUARDED_BY(pipelines_mu_);  // declared last: destroyed first
 };

@@ -11,6 +11,7 @@
 #include "api/errors.h"
 #include "api/mlflow_messages.h"
 #include "api/pipeline_api.h"
+#include "api/registry_api.h"
 #include "base/json.h"
 #include "store/object_store.h"
 
@@ -528,6 +529,7 @@ http::Router BuildRouter(DataDirectory& dir) {
   AddMlflowRoutes(dir, router);
   AddDataRoutes(dir, router);
   AddPipelineRoutes(dir, router);
+  AddRegistryRoutes(dir, router);
   return router;
 }
 

@@ -13,8 +13,10 @@
 #include "cli/cli_common.h"
 #include "cli/data_commands.h"
 #include "cli/exec_commands.h"
+#include "cli/model_commands.h"
 #include "cli/pipeline_commands.h"
 #include "cli/server_command.h"
+#include "cli/serving_commands.h"
 #include "cli/table.h"
 #include "cli/transport.h"
 #include "http/http.h"
@@ -427,6 +429,8 @@ int RunCli(int argc, char** argv) {
   AddDataCommands(app, g, exit_code);
   AddExecCommands(app, exit_code);
   AddPipelineCommands(app, *runs, g, exit_code);
+  AddModelCommands(app, g, exit_code);
+  AddServingCommands(app, g, exit_code);
   // Global options (--json, --url, --data-dir) are accepted after a
   // subcommand too: `cairn data add ... --json`.
   std::function<void(CLI::App*)> fall_through = [&](CLI::App* a) {

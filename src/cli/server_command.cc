@@ -7,12 +7,15 @@
 #include <cstdio>
 
 #include "api/data_directory.h"
+#include "api/inference_api.h"
+#include "api/local_registry.h"
 #include "api/mlflow_api.h"
 #include "api/pipeline_api.h"
 #include "base/json.h"
 #include "base/logging.h"
 #include "db/sqlite_database.h"
 #include "http/http.h"
+#include "serving/inference_plane.h"
 #include "store/fsck.h"
 
 namespace cairn::cli {
@@ -35,10 +38,20 @@ absl::Status RunServer(const ServerOptions& options) {
   if (auto p = dir->pipelines({.server = true}); !p.ok()) {
     return Annotate(p.status(), "cannot start the pipeline scheduler");
   }
+  // The embedded inference plane: serves the registry's deployments on this
+  // same port (/v2/..., /metrics), following alias moves.
+  api::LocalRegistry model_source(*dir);
+  serving::PlaneOptions plane_options;
+  plane_options.cache_dir = dir->path() + "/serving/models";
+  plane_options.payload_log_dir = dir->path() + "/logs/predictions";
+  ASSIGN_OR_RETURN(auto plane, serving::InferencePlane::Create(model_source, plane_options, *env));
+  if (absl::Status s = plane->Start(); !s.ok()) return Annotate(s, "cannot start the inference plane");
+  http::Router router = api::BuildRouter(*dir);
+  api::AddInferenceRoutes(*plane, router);
   http::Server::Options server_options;
   server_options.host = options.host;
   server_options.port = options.port;
-  auto server = http::Server::Create(server_options, api::BuildRouter(*dir));
+  auto server = http::Server::Create(server_options, std::move(router));
   if (!server.ok()) {
     return Annotate(server.status(), fmt::format("cannot listen on {}:{}", options.host, options.port));
   }
@@ -51,6 +64,7 @@ absl::Status RunServer(const ServerOptions& options) {
   sigwait(&stop_signals, &sig);
   spdlog::info("received signal {}, shutting down", sig);
   (*server)->Stop();
+  plane->Stop();
   return absl::OkStatus();
 }
 
