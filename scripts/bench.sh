@@ -10,3 +10,6 @@ done
 # Dataset benchmarks beside openssl, git and git-lfs (random data under /tmp; set TMPDIR to move it).
 echo "# bench/data_bench.py" >&2
 /usr/bin/python3 bench/data_bench.py
+# Model serving beside in-process calls and Flask + gunicorn (python3-flask, gunicorn).
+echo "# bench/serving_bench.py" >&2
+/usr/bin/python3 bench/serving_bench.py

@@ -3,13 +3,16 @@
 # server, a versioned dataset (train/test splits, the test split sealed,
 # profiles), a pipeline (prepare -> train -> evaluate on the sealed split)
 # whose steps run in sandboxes as tracked runs, a fully cached re-run, a
-# step refused for asking for the sealed split, several training runs logged
-# through the Python SDK and a search for the best one, then new data: its
-# commit makes the server re-run only the pipeline steps it affects.
+# step refused for asking for the sealed split; the model registry (a version
+# the promotion gate refuses, one it promotes to production), a deployment
+# answering Open Inference Protocol requests; several training runs logged
+# through the Python SDK and a search for the best one; then new data: its
+# commit makes the server re-run only the pipeline steps it affects, and the
+# retrained model replaces production while predictions flow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-CAIRN="$ROOT/build/src/main/cairn"
+CAIRN="${CAIRN_BIN:-$ROOT/build/src/main/cairn}"
 PY=/usr/bin/python3
 DATA=$(mktemp -d /tmp/cairn-demo.XXXXXX)
 chmod 755 "$DATA"  # pipeline steps run as an unprivileged user
@@ -63,6 +66,39 @@ mkdir -p "$DATA/leaky" && cp "$PIPE"/*.py "$DATA/leaky/"
 sed '/^triggers:/,/webhook:/d; s/name: tumours/name: tumours-leaky/; s/raw: dataset:tumours@main#train/raw: dataset:tumours@main#test/' \
   "$PIPE/cairn.yaml" > "$DATA/leaky/cairn.yaml"
 if "$CAIRN" run -f "$DATA/leaky/cairn.yaml"; then echo "BUG: the sealed split was not refused"; exit 1; fi
+
+say "The model registry: the pipeline's trained model becomes version 1 of model 'tumours'"
+"$CAIRN" models register tumours --run "$TRAIN_RUN" --path model --description "XGBoost, 100 trees"
+"$CAIRN" models lineage tumours@1
+
+say "A promotion policy: production needs these metrics on the sealed test split, no worse than production"
+cat "$PIPE/policy.yaml"
+"$CAIRN" models policy set tumours "$PIPE/policy.yaml"
+
+say "A weak model (3 trees, tiny learning rate) is trained and registered as version 2: the gate refuses it"
+"$CAIRN" run -f "$PIPE/cairn.yaml" -p n_estimators=3 -p learning_rate=0.02
+WEAK_RUN=$("$CAIRN" --json pipelines runs tumours -n 1 |
+           $PY -c 'import json,sys; r=json.load(sys.stdin)[0]; print([s["run_id"] for s in r["steps"] if s["step"]=="train"][0])')
+"$CAIRN" models register tumours --run "$WEAK_RUN" --path model --description "3 trees"
+if "$CAIRN" models alias set tumours production 2 --reason "try the small model"; then
+  echo "BUG: the gate let version 2 through"; exit 1
+fi
+
+say "Version 1 meets the policy: production -> 1"
+"$CAIRN" models alias set tumours production 1 --reason "first model"
+
+say "Deploying tumours@production (dynamic batching) and asking it about two biopsies"
+"$CAIRN" deploy tumours@production --max-batch-size 8 --max-queue-delay-us 500
+for _ in $(seq 200); do
+  curl -sf "$URL/v2/models/tumours/ready" > /dev/null && break
+  sleep 0.1
+done
+curl -s "$URL/v2/models/tumours"; echo
+ROWS=$($PY -c '
+import csv, json, sys
+rows = list(csv.reader(open(sys.argv[1])))[1:3]
+print(json.dumps([[float(v) for v in r[:-1]] for r in rows]))' "$DATA/tumours/train/data.csv")
+"$CAIRN" predict tumours --input "$ROWS"
 
 say "Notebook-style training: 6 runs of scikit-learn models on a verified checkout, logged through the SDK"
 "$CAIRN" data checkout tumours "$DATA/checkout-v1"
@@ -122,6 +158,29 @@ done
 "$CAIRN" pipelines runs tumours "$TRIGGERED"
 echo
 "$CAIRN" pipelines runs tumours
+
+say "The retrained model (new data) is version 3: production moves to it while predictions flow"
+RETRAIN_RUN=$("$CAIRN" --json pipelines runs tumours "$TRIGGERED" |
+              $PY -c 'import json,sys; r=json.load(sys.stdin); print([s["run_id"] for s in r["steps"] if s["step"]=="train"][0])')
+"$CAIRN" models register tumours --run "$RETRAIN_RUN" --path model --description "retrained on 569 biopsies"
+rm -f "$DATA/stop-traffic"
+$PY examples/traffic.py --url "$URL" --model tumours --rows "$DATA/tumours/train/data.csv" \
+  --stop-file "$DATA/stop-traffic" > "$DATA/traffic.json" &
+TRAFFIC=$!
+sleep 2
+"$CAIRN" models alias set tumours production 3 --reason "retrained on new data"
+for _ in $(seq 300); do
+  curl -s "$URL/v2/models/tumours" | grep -q '"versions":\["3"\]' && break
+  sleep 0.1
+done
+sleep 2
+touch "$DATA/stop-traffic"
+wait $TRAFFIC || { echo "requests failed during the swap:"; cat "$DATA/traffic.json"; exit 1; }
+echo "traffic during the swap: $(cat "$DATA/traffic.json")"
+"$CAIRN" models alias history tumours production
+echo
+echo "Prometheus metrics (excerpt):"
+curl -s "$URL/metrics" | grep -E '^cairn_inference_requests_total|^cairn_model_loaded' | head -8
 
 say "Garbage collection (dry run: nothing is unreachable yet)"
 "$CAIRN" gc --dry-run --grace 5m

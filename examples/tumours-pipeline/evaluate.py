@@ -5,13 +5,17 @@ import pickle
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-with open("/cairn/in/model/model.pkl", "rb") as f:
-    model = pickle.load(f)
-scaler = json.load(open("/cairn/in/model/scaler.json"))
 data = np.loadtxt("/cairn/in/test/test/data.csv", delimiter=",", skiprows=1)
-X = (data[:, :-1] - np.array(scaler["mean"])) / np.array(scaler["std"])
-y = data[:, -1].astype(int)
-proba = model.predict_proba(X)[:, 1]
+X, y = data[:, :-1], data[:, -1].astype(int)  # raw measurements: the model folder is what gets served
+descriptor = json.load(open("/cairn/in/model/cairn-model.yaml"))
+if descriptor["flavor"] == "xgboost":
+    import xgboost as xgb
+    booster = xgb.Booster()
+    booster.load_model("/cairn/in/model/" + descriptor["file"])
+    proba = booster.inplace_predict(X.astype(np.float32))
+else:
+    with open("/cairn/in/model/" + descriptor["file"], "rb") as f:
+        proba = pickle.load(f).predict_proba(X)[:, 1]
 report = {
     "test_accuracy": float(accuracy_score(y, proba > 0.5)),
     "test_log_loss": float(log_loss(y, proba)),
