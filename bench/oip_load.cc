@@ -8,6 +8,7 @@
 //
 // Usage: oip_load --url http://127.0.0.1:5000 --model xgb --body FILE
 //                 [--concurrency 32] [--seconds 5] [--warmup 1] [--label NAME]
+//                 [--json-length N]   (the body is binary: N bytes of JSON header, then tensor data)
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -41,6 +42,7 @@ int Main(int argc, char** argv) {
   std::string url, model, body_file, label = "oip_load";
   int concurrency = 1;
   double seconds = 5, warmup = 1;
+  std::string json_length;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--url") url = v;
@@ -50,6 +52,7 @@ int Main(int argc, char** argv) {
     else if (a == "--seconds") seconds = std::stod(v);
     else if (a == "--warmup") warmup = std::stod(v);
     else if (a == "--label") label = v;
+    else if (a == "--json-length") json_length = v;
     else {
       std::fprintf(stderr, "oip_load: unknown option %s\n", a.c_str());
       return 2;
@@ -64,6 +67,9 @@ int Main(int argc, char** argv) {
   ss << in.rdbuf();
   const std::string body = ss.str();
   const std::string target = "/v2/models/" + model + "/infer";
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!json_length.empty()) headers.emplace_back("Inference-Header-Content-Length", json_length);
+  const std::string content_type = json_length.empty() ? "application/json" : "application/octet-stream";
 
   std::atomic<bool> measuring{false}, stop{false};
   std::mutex mu;
@@ -82,7 +88,7 @@ int Main(int argc, char** argv) {
       }
       while (!stop.load(std::memory_order_relaxed)) {
         auto start = Clock::now();
-        auto r = (*client)->Send(cairn::http::Method::kPost, target, body, "application/json");
+        auto r = (*client)->Send(cairn::http::Method::kPost, target, body, content_type, headers);
         double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
         if (!measuring.load(std::memory_order_relaxed)) continue;
         if (!r.ok()) {

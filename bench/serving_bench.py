@@ -29,6 +29,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3"
+BATCH = int(os.environ.get("CAIRN_BENCH_MLP_BATCH", "32"))  # rows per batch, server and in-process alike
 
 
 def log(msg):
@@ -142,6 +143,17 @@ def request_body(rows, cols, name, path):
     return path
 
 
+def binary_request_body(rows, cols, name, path):
+    """The same request with Triton's binary tensor extension: returns the JSON header's length."""
+    import struct
+    header = json.dumps({"inputs": [{"name": name, "datatype": "FP32", "shape": [rows, cols],
+                                     "parameters": {"binary_data_size": rows * cols * 4}}]}).encode()
+    data = struct.pack(f"<{rows * cols}f", *[((i % 7) * 0.5) for i in range(rows * cols)])
+    with open(path, "wb") as f:
+        f.write(header + data)
+    return len(header)
+
+
 def free_port():
     import socket
     s = socket.socket()
@@ -166,7 +178,8 @@ def main():
         make_models(os.path.join(tmp, "models"))
         models = os.path.join(tmp, "models")
         xgb_body = request_body(1, 30, "features", os.path.join(tmp, "xgb.json"))
-        mlp_body = request_body(1, 256, "x", os.path.join(tmp, "mlp.json"))
+        mlp_body = os.path.join(tmp, "mlp.bin")
+        mlp_json_length = binary_request_body(1, 256, "x", mlp_body)
 
         log("starting cairn server")
         server = subprocess.Popen([cairn, "server", "--port", "0", "--data-dir", os.path.join(tmp, "data")],
@@ -177,7 +190,10 @@ def main():
         api = Api(url)
         rss_empty = rss_kb(server.pid)
 
-        register(api, "xgb", os.path.join(models, "xgb_v1"), "production")
+        # Dynamic batching without a queue delay: an idle model answers on the request's own thread;
+        # under load, requests that queue behind a running call share the next one.
+        register(api, "xgb", os.path.join(models, "xgb_v1"), "production",
+                 config={"max_batch_size": 32, "max_queue_delay_us": 0})
         wait_ready(url, "xgb")
         rss_xgb = rss_kb(server.pid)
 
@@ -228,21 +244,22 @@ def main():
 
         log("TorchScript MLP: dynamic batching vs libtorch in-process with 64-row batches")
         register(api, "mlp", os.path.join(models, "mlp"), "production",
-                 config={"max_batch_size": 64, "max_queue_delay_us": 2000, "instances": 1})
+                 config={"max_batch_size": BATCH, "max_queue_delay_us": 10000, "instances": 2})
         wait_ready(url, "mlp")
         rss_mlp = rss_kb(server.pid)
         # model_call finds the TorchScript plugin where the server does: beside the cairn binary.
         torch_env = dict(os.environ, CAIRN_TORCH_BACKEND=os.path.join(os.path.dirname(cairn), "libcairn_torch.so"))
-        via_backend = run_json([call, "--model-dir", os.path.join(models, "mlp"), "--batch", "64", "--seconds",
-                                str(min(args.seconds, 3)), "--label", "mlp_backend_in_process_b64"], env=torch_env)
+        via_backend = run_json([call, "--model-dir", os.path.join(models, "mlp"), "--batch", str(BATCH), "--seconds",
+                                str(min(args.seconds, 3)), "--label", f"mlp_backend_in_process_b{BATCH}"], env=torch_env)
         emit(via_backend)
         # The ceiling: libtorch's forward() called directly, no Cairn code at all.
         raw = run_json([os.path.join(args.build, "bench/torch_inprocess"), "--model",
-                        os.path.join(models, "mlp", "model.pt"), "--batch", "64", "--seconds",
-                        str(min(args.seconds, 3)), "--label", "mlp_libtorch_b64"])
+                        os.path.join(models, "mlp", "model.pt"), "--batch", str(BATCH), "--seconds",
+                        str(min(args.seconds, 3)), "--label", f"mlp_libtorch_b{BATCH}"])
         emit(raw)
-        r = run_json([load, "--url", url, "--model", "mlp", "--body", mlp_body, "--concurrency", "64",
-                      "--seconds", str(args.seconds), "--label", "cairn_mlp_c64"])
+        r = run_json([load, "--url", url, "--model", "mlp", "--body", mlp_body, "--json-length",
+                      str(mlp_json_length), "--concurrency", "64", "--seconds", str(args.seconds),
+                      "--label", "cairn_mlp_c64"])
         emit({"bench": "serving_batching", "concurrency": 64, "in_process_rows_per_s": round(raw["rows_per_s"]),
               "cairn_rows_per_s": round(r["throughput_rps"]),
               "fraction_of_in_process": round(r["throughput_rps"] / max(raw["rows_per_s"], 1e-9), 3),

@@ -145,6 +145,9 @@ void ModelRunner::Drain() {
     if (t.joinable()) t.join();
   }
   workers_.clear();
+  // Callers running on their own thread finish too.
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(this, &ModelRunner::NoneBusy));
 }
 
 bool ModelRunner::draining() const {
@@ -173,13 +176,31 @@ Json ModelRunner::Statistics() const {
 // ---------------------------------------------------------------------------
 // Requests in
 
-absl::Status ModelRunner::Enqueue(Request* request) {
+absl::Status ModelRunner::Prepare(Request* request) {
   RETURN_IF_ERROR(ValidateInputs(backend_->signature(), request->inputs));
   SortBySignature(backend_->signature(), request->inputs);
   request->batchable = !request->inputs.empty();
   for (const Tensor& t : request->inputs) request->batchable = request->batchable && !t.shape.empty();
   request->rows = request->batchable ? request->inputs[0].shape[0] : 1;
+  return absl::OkStatus();
+}
 
+bool ModelRunner::ClaimIdleInstance() {
+  if (options_.max_batch_size > 1 && options_.max_queue_delay_us > 0) return false;  // requests wait for company
+  absl::MutexLock lock(&mu_);
+  if (draining_ || gathering_ || !queue_.empty() || busy_instances_ >= options_.instances) return false;
+  ++busy_instances_;
+  ++running_;
+  return true;
+}
+
+void ModelRunner::ReleaseInstance() {
+  absl::MutexLock lock(&mu_);
+  --busy_instances_;
+  --running_;
+}
+
+absl::Status ModelRunner::Enqueue(Request* request) {
   absl::MutexLock lock(&mu_);
   if (draining_) {
     return absl::UnavailableError(
@@ -228,7 +249,14 @@ absl::StatusOr<RunResult> ModelRunner::TryInfer(std::vector<Tensor>& inputs, std
                                            ? request.arrival + absl::Milliseconds(options_.default_timeout_ms)
                                            : absl::InfiniteFuture());
   request.inputs = std::move(inputs);
-  if (absl::Status s = Enqueue(&request); !s.ok()) {
+  absl::Status prepared = Prepare(&request);
+  if (prepared.ok() && ClaimIdleInstance()) {
+    series_->in_flight().Add(1);
+    RunOne(&request, absl::Now());
+    ReleaseInstance();
+    return std::move(request.result);
+  }
+  if (absl::Status s = prepared.ok() ? Enqueue(&request) : prepared; !s.ok()) {
     Refuse(s);
     inputs = std::move(request.inputs);
     return s;
@@ -273,7 +301,8 @@ void ModelRunner::Submit(std::vector<Tensor> inputs, std::optional<absl::Time> d
                                             : absl::InfiniteFuture());
   request->inputs = std::move(inputs);
   request->callback = std::move(done);
-  if (absl::Status s = Enqueue(request.get()); !s.ok()) {
+  absl::Status prepared = Prepare(request.get());
+  if (absl::Status s = prepared.ok() ? Enqueue(request.get()) : prepared; !s.ok()) {
     Refuse(s);
     Callback callback = std::move(request->callback);
     request.reset();
@@ -286,7 +315,9 @@ void ModelRunner::Submit(std::vector<Tensor> inputs, std::optional<absl::Time> d
 // ---------------------------------------------------------------------------
 // Workers
 
-bool ModelRunner::WorkAvailable() const { return (!gathering_ && !queue_.empty()) || (stopping_ && queue_.empty()); }
+bool ModelRunner::WorkAvailable() const {
+  return (!gathering_ && !queue_.empty() && busy_instances_ < options_.instances) || (stopping_ && queue_.empty());
+}
 
 bool ModelRunner::GatherDone() const {
   return queue_.empty() || stopping_ || queued_rows_ >= options_.max_batch_size;
@@ -315,6 +346,7 @@ void ModelRunner::WorkerLoop() {
     }
     TakeBatch(&batch, &expired);
     running_ += static_cast<int64_t>(batch.size());
+    if (!batch.empty()) ++busy_instances_;
     mu_.Unlock();
 
     for (Request* r : expired) {
@@ -328,6 +360,7 @@ void ModelRunner::WorkerLoop() {
 
     mu_.Lock();
     running_ -= ran;
+    if (ran > 0) --busy_instances_;
   }
   mu_.Unlock();
 }

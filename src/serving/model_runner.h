@@ -144,9 +144,17 @@ class ModelRunner {
               std::unique_ptr<MetricRegistry> own_registry, std::unique_ptr<InferenceMetrics> own_metrics,
               std::unique_ptr<ModelSeries> series);
 
-  // Validates and queues `request` (taking ownership when queued); on refusal
+  // Validates `request`'s inputs and puts them in signature order.
+  absl::Status Prepare(Request* request);
+  // Queues a prepared `request` (taking ownership when queued); on refusal
   // returns the error and leaves `request` to the caller.
   absl::Status Enqueue(Request* request);
+  // When nothing is queued, no batch is being gathered, batching would not
+  // wait for company and an instance is idle, claims that instance for the
+  // caller's own thread (no handoff to a worker: the latency of a request on
+  // an idle model is the backend's plus validation). Release with ReleaseInstance.
+  bool ClaimIdleInstance();
+  void ReleaseInstance();
   void Complete(Request* request, absl::StatusOr<RunResult> result);
   void Refuse(const absl::Status& status);
   void WorkerLoop();
@@ -158,6 +166,7 @@ class ModelRunner {
   absl::StatusOr<std::vector<Tensor>> CallBackend(const std::vector<Tensor>& inputs);
   bool GatherDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool WorkAvailable() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  bool NoneBusy() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return busy_instances_ == 0; }
 
   const std::shared_ptr<ModelBackend> backend_;
   const RunnerOptions options_;
@@ -170,6 +179,7 @@ class ModelRunner {
   std::deque<Request*> queue_ ABSL_GUARDED_BY(mu_);
   int64_t queued_rows_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t running_ ABSL_GUARDED_BY(mu_) = 0;  // requests in backend calls
+  int busy_instances_ ABSL_GUARDED_BY(mu_) = 0;  // workers in backend calls + callers running on their own thread
   bool gathering_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
