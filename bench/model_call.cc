@@ -17,17 +17,13 @@
 #include "base/json.h"
 #include "serving/inference_plane.h"
 #include "serving/model_backend.h"
+#include "percentile.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
+using ::cairn::bench::Percentile;
 
 int Main(int argc, char** argv) {
   std::string dir, label = "model_call";

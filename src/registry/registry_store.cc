@@ -116,6 +116,19 @@ absl::Status ForEachRow(db::Statement* st, Fn&& fn) {
   return absl::OkStatus();
 }
 
+// Runs `select` (a query without WHERE whose rows belong to models) over every
+// row, or, when the filter names one model, only over that model's rows.
+template <typename Fn>
+absl::Status ForEachRowOfModels(db::Connection& conn, std::string_view select, const std::optional<std::string>& only,
+                                Fn&& fn) {
+  if (only) {
+    ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, std::string(select) + " WHERE name = ?", *only));
+    return ForEachRow(st, fn);
+  }
+  ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, select));
+  return ForEachRow(st, fn);
+}
+
 // The first column of the first row as an integer; nullopt if no row or NULL.
 template <typename... Args>
 absl::StatusOr<std::optional<int64_t>> QueryInt(db::Connection& conn, std::string_view sql, const Args&... args) {
@@ -634,21 +647,9 @@ absl::StatusOr<SearchModelsResult> RegistryStore::SearchRegisteredModels(const S
     if (it != rows.end()) it->second.tags.emplace(Text(r, 1), Text(r, 2));
   };
   constexpr std::string_view kSelect = "SELECT name, creation_time, last_updated_time FROM registered_models";
-  if (only) {
-    ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, std::string(kSelect) + " WHERE name = ?", *only));
-    RETURN_IF_ERROR(ForEachRow(st, add_row));
-  } else {
-    ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, kSelect));
-    RETURN_IF_ERROR(ForEachRow(st, add_row));
-  }
+  RETURN_IF_ERROR(ForEachRowOfModels(conn, kSelect, only, add_row));
   if (NeedsTags(filter)) {
-    if (only) {
-      ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, "SELECT name, key, value FROM registered_model_tags WHERE name = ?", *only));
-      RETURN_IF_ERROR(ForEachRow(st, add_tag));
-    } else {
-      ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, "SELECT name, key, value FROM registered_model_tags"));
-      RETURN_IF_ERROR(ForEachRow(st, add_tag));
-    }
+    RETURN_IF_ERROR(ForEachRowOfModels(conn, "SELECT name, key, value FROM registered_model_tags", only, add_tag));
   }
   std::vector<Candidate> matched;
   for (auto& [name, c] : rows) {
@@ -840,22 +841,8 @@ absl::StatusOr<SearchVersionsResult> RegistryStore::SearchModelVersions(const Se
   constexpr std::string_view kSelect =
       "SELECT name, version, creation_time, last_updated_time, run_id, source FROM model_versions";
   constexpr std::string_view kSelectTags = "SELECT name, version, key, value FROM model_version_tags";
-  if (only) {
-    ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, std::string(kSelect) + " WHERE name = ?", *only));
-    RETURN_IF_ERROR(ForEachRow(st, add_row));
-  } else {
-    ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, kSelect));
-    RETURN_IF_ERROR(ForEachRow(st, add_row));
-  }
-  if (NeedsTags(filter)) {
-    if (only) {
-      ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, std::string(kSelectTags) + " WHERE name = ?", *only));
-      RETURN_IF_ERROR(ForEachRow(st, add_tag));
-    } else {
-      ASSIGN_OR_RETURN(db::Statement * st, Bound(conn, kSelectTags));
-      RETURN_IF_ERROR(ForEachRow(st, add_tag));
-    }
-  }
+  RETURN_IF_ERROR(ForEachRowOfModels(conn, kSelect, only, add_row));
+  if (NeedsTags(filter)) RETURN_IF_ERROR(ForEachRowOfModels(conn, kSelectTags, only, add_tag));
   std::vector<Candidate> matched;
   for (auto& [key, c] : rows) {
     if (Matches(filter, {.name = c.name, .tags = &c.tags, .run_id = c.run_id, .source = c.source,
