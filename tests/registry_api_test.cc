@@ -511,6 +511,13 @@ TEST_F(RegistryApiTest, DeploymentsAreValidatedAndBumpTheChangeCounter) {
   Json missing_shadow = body;
   missing_shadow["shadow"] = {{"version", 9}};
   ExpectError(Cairn(Method::kPut, "deployments/churn", missing_shadow), 404, "RESOURCE_DOES_NOT_EXIST");
+  // Serving settings no inference plane could use are refused at the door.
+  for (Json config : {Json{{"max_batch_size", 0}}, Json{{"instances", "two"}}, Json{{"queue_capacity", -1}},
+                      Json{{"max_queue_delay_us", 1.5}}}) {
+    Json bad_config = body;
+    bad_config["config"] = config;
+    ExpectError(Cairn(Method::kPut, "deployments/churn", bad_config), 400, "INVALID_PARAMETER_VALUE");
+  }
   ExpectError(Cairn(Method::kGet, "deployments/churn"), 404, "RESOURCE_DOES_NOT_EXIST");
 
   Answer put = Cairn(Method::kPut, "deployments/churn", body);

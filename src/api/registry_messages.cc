@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "api/mlflow_messages.h"
+#include "serving/registry_source.h"
 
 namespace cairn::api {
 namespace {
@@ -285,13 +286,10 @@ absl::StatusOr<Deployment> DeploymentFromJson(const std::string& name, const Jso
   }
   if (auto it = body.find("config"); it != body.end() && !it->is_null()) {
     if (!it->is_object()) return absl::InvalidArgumentError("'config' must be an object");
-    for (const auto& [k, v] : it->items()) {
-      // The serving settings Cairn reads are counts and durations: reject
-      // negative ones here rather than when an inference plane loads them.
-      if (v.is_number_integer() && v.get<int64_t>() < 0) {
-        return absl::InvalidArgumentError(fmt::format("config.{} must not be negative", k));
-      }
-    }
+    // Read it as every inference plane will, so that a setting no plane could
+    // use is refused here instead of stalling the planes' reconciliation.
+    ASSIGN_OR_RETURN(serving::RunnerOptions runner, serving::RunnerOptionsFromConfig(*it));
+    RETURN_IF_ERROR(serving::CheckRunnerOptions(runner));
     d.config = *it;
   }
   return d;

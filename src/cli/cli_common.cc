@@ -53,4 +53,20 @@ void WithTransport(const GlobalOptions& g, int& exit_code, const std::function<a
   if (!s.ok()) exit_code = Fail(s);
 }
 
+sigset_t BlockStopSignals() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return stop_signals;
+}
+
+int WaitForStopSignal(const sigset_t& stop_signals) {
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  return sig;
+}
+
 }  // namespace cairn::cli

@@ -5,6 +5,8 @@
 #ifndef CAIRN_CLI_CLI_COMMON_H_
 #define CAIRN_CLI_CLI_COMMON_H_
 
+#include <signal.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -29,6 +31,13 @@ std::string FormatValue(const Json& v);
 void PrintJson(const Json& j);
 // Prints "cairn: error: MESSAGE" to stderr; returns the exit code 1.
 int Fail(const absl::Status& s);
+
+// For the long-running commands (server, serve): blocks SIGINT and SIGTERM
+// (call before any thread starts, so every thread inherits the mask and
+// WaitForStopSignal is the only receiver) and ignores SIGPIPE.
+sigset_t BlockStopSignals();
+// Waits for one of `stop_signals`; returns its number.
+int WaitForStopSignal(const sigset_t& stop_signals);
 
 class Transport;
 // Connects to the server or data directory `g` names and runs `fn` with it;

@@ -13,6 +13,7 @@
 #include "api/pipeline_api.h"
 #include "base/json.h"
 #include "base/logging.h"
+#include "cli/cli_common.h"
 #include "db/sqlite_database.h"
 #include "http/http.h"
 #include "serving/inference_plane.h"
@@ -22,14 +23,7 @@ namespace cairn::cli {
 
 absl::Status RunServer(const ServerOptions& options) {
   RETURN_IF_ERROR(InitLogging(options.log_level, options.data_dir + "/logs/cairn.log"));
-  // Block the stop signals before any thread starts, so that every thread
-  // inherits the mask and sigwait() below is the only receiver.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t stop_signals = BlockStopSignals();
 
   auto env = NewPosixEnv();
   ASSIGN_OR_RETURN(auto dir, api::DataDirectory::Open(*env, options.data_dir));
@@ -60,8 +54,7 @@ absl::Status RunServer(const ServerOptions& options) {
   spdlog::info("Cairn {} serving data directory {} on {}:{}", CAIRN_VERSION, dir->path(), options.host,
                (*server)->port());
 
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  int sig = WaitForStopSignal(stop_signals);
   spdlog::info("received signal {}, shutting down", sig);
   (*server)->Stop();
   plane->Stop();

@@ -50,12 +50,7 @@ serving::PlaneOptions PlaneOptionsFrom(const ServeOptions& o) {
 
 absl::Status Serve(const GlobalOptions& g, ServeOptions o) {
   RETURN_IF_ERROR(InitLogging(o.log_level));
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t stop_signals = BlockStopSignals();
 
   auto env = NewPosixEnv();
   std::unique_ptr<serving::ModelSource> source;
@@ -84,8 +79,7 @@ absl::Status Serve(const GlobalOptions& g, ServeOptions o) {
               (*server)->port(), following.c_str());
   std::fflush(stdout);
   spdlog::info("inference plane following {}; model cache {}", following, o.cache_dir);
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  int sig = WaitForStopSignal(stop_signals);
   spdlog::info("received signal {}, shutting down", sig);
   (*server)->Stop();
   plane->Stop();
