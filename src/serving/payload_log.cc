@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -45,65 +47,113 @@ float HalfToFloat(uint16_t h) {
   return f;
 }
 
-template <typename T>
-Json IntegerArray(const Tensor& t) {
-  Json data = Json::array();
-  for (T v : t.values<T>()) data.push_back(v);
-  return data;
-}
-
-template <typename T>
-Json FloatArray(const Tensor& t) {
-  Json data = Json::array();
-  for (T v : t.values<T>()) data.push_back(JsonDouble(static_cast<double>(v)));
-  return data;
-}
-
-Json TensorData(const Tensor& t) {
-  switch (t.datatype) {
-    case DataType::kBool: {
-      Json data = Json::array();
-      for (char c : t.data) data.push_back(c != 0);
-      return data;
-    }
-    case DataType::kUint8:
-      return IntegerArray<uint8_t>(t);
-    case DataType::kUint16:
-      return IntegerArray<uint16_t>(t);
-    case DataType::kUint32:
-      return IntegerArray<uint32_t>(t);
-    case DataType::kUint64:
-      return IntegerArray<uint64_t>(t);
-    case DataType::kInt8:
-      return IntegerArray<int8_t>(t);
-    case DataType::kInt16:
-      return IntegerArray<int16_t>(t);
-    case DataType::kInt32:
-      return IntegerArray<int32_t>(t);
-    case DataType::kInt64:
-      return IntegerArray<int64_t>(t);
-    case DataType::kFp16: {
-      Json data = Json::array();
-      for (uint16_t h : t.values<uint16_t>()) data.push_back(JsonDouble(HalfToFloat(h)));
-      return data;
-    }
-    case DataType::kFp32:
-      return FloatArray<float>(t);
-    case DataType::kFp64:
-      return FloatArray<double>(t);
-    case DataType::kBytes: {
-      Json data = Json::array();
-      for (std::string_view e : t.byte_elements()) data.push_back(std::string(e));
-      return data;
+// Appends `s` as a JSON string; bytes that are not valid UTF-8 become
+// U+FFFD (nlohmann's replacement rule). Plain ASCII, the common case, is
+// copied as it is.
+void AppendString(std::string& out, std::string_view s) {
+  bool plain = true;
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x80 || c == '"' || c == '\\') {
+      plain = false;
+      break;
     }
   }
-  return nullptr;
+  if (plain) {
+    out.push_back('"');
+    out.append(s);
+    out.push_back('"');
+    return;
+  }
+  out += Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-Json TensorsToJson(const std::vector<Tensor>& tensors) {
-  Json out = Json::array();
-  for (const Tensor& t : tensors) out.push_back(TensorToJson(t));
-  return out;
+template <typename T>
+void AppendInteger(std::string& out, T value) {
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof(buf), value).ptr);
+}
+
+// A float as a JSON number: the shortest text that reads back as the same
+// value, with ".0" on integral values so that readers see a float; NaN and
+// infinities as strings.
+template <typename T>
+void AppendFloat(std::string& out, T value) {
+  if (std::isnan(value)) {
+    out += "\"NaN\"";
+    return;
+  }
+  if (std::isinf(value)) {
+    out += value > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+    return;
+  }
+  char buf[40];
+  char* end = std::to_chars(buf, buf + sizeof(buf), value).ptr;
+  const std::string_view text(buf, static_cast<size_t>(end - buf));
+  out.append(text);
+  if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
+}
+
+template <typename T, typename Write>
+void AppendArray(std::string& out, const Tensor& t, const Write& write) {
+  out.push_back('[');
+  bool first = true;
+  for (T v : t.values<T>()) {
+    if (!first) out.push_back(',');
+    first = false;
+    write(v);
+  }
+  out.push_back(']');
+}
+
+void AppendTensorData(std::string& out, const Tensor& t) {
+  switch (t.datatype) {
+    case DataType::kBool:
+      return AppendArray<uint8_t>(out, t, [&](uint8_t v) { out += v != 0 ? "true" : "false"; });
+    case DataType::kUint8:
+      return AppendArray<uint8_t>(out, t, [&](uint8_t v) { AppendInteger(out, v); });
+    case DataType::kUint16:
+      return AppendArray<uint16_t>(out, t, [&](uint16_t v) { AppendInteger(out, v); });
+    case DataType::kUint32:
+      return AppendArray<uint32_t>(out, t, [&](uint32_t v) { AppendInteger(out, v); });
+    case DataType::kUint64:
+      return AppendArray<uint64_t>(out, t, [&](uint64_t v) { AppendInteger(out, v); });
+    case DataType::kInt8:
+      return AppendArray<int8_t>(out, t, [&](int8_t v) { AppendInteger(out, v); });
+    case DataType::kInt16:
+      return AppendArray<int16_t>(out, t, [&](int16_t v) { AppendInteger(out, v); });
+    case DataType::kInt32:
+      return AppendArray<int32_t>(out, t, [&](int32_t v) { AppendInteger(out, v); });
+    case DataType::kInt64:
+      return AppendArray<int64_t>(out, t, [&](int64_t v) { AppendInteger(out, v); });
+    case DataType::kFp16:  // widened to its exact value
+      return AppendArray<uint16_t>(out, t, [&](uint16_t h) { AppendFloat(out, static_cast<double>(HalfToFloat(h))); });
+    case DataType::kFp32:
+      return AppendArray<float>(out, t, [&](float v) { AppendFloat(out, v); });
+    case DataType::kFp64:
+      return AppendArray<double>(out, t, [&](double v) { AppendFloat(out, v); });
+    case DataType::kBytes: {
+      out.push_back('[');
+      bool first = true;
+      for (std::string_view e : t.byte_elements()) {
+        if (!first) out.push_back(',');
+        first = false;
+        AppendString(out, e);
+      }
+      out.push_back(']');
+      return;
+    }
+  }
+  out += "null";
+}
+
+void AppendTensors(std::string& out, const std::vector<Tensor>& tensors) {
+  out.push_back('[');
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendTensorJson(out, tensors[i]);
+  }
+  out.push_back(']');
 }
 
 // "YYYY-MM-DD" (UTC) of a time in ms since the epoch.
@@ -121,26 +171,53 @@ absl::Status ErrnoError(std::string_view what, const std::string& path, int err)
 
 }  // namespace
 
-Json TensorToJson(const Tensor& tensor) {
-  Json out = {{"name", tensor.name}, {"datatype", std::string(DataTypeName(tensor.datatype))},
-              {"shape", tensor.shape}};
+void AppendTensorJson(std::string& out, const Tensor& tensor) {
+  out += "{\"name\":";
+  AppendString(out, tensor.name);
+  out += ",\"datatype\":\"";
+  out += DataTypeName(tensor.datatype);
+  out += "\",\"shape\":[";
+  for (size_t i = 0; i < tensor.shape.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendInteger(out, tensor.shape[i]);
+  }
+  out += "],\"data\":";
   // Tensors here were validated or produced by a backend; a malformed one is
   // still logged, without its data, rather than read out of bounds.
-  out["data"] = tensor.CheckConsistent().ok() ? TensorData(tensor) : Json(nullptr);
-  return out;
+  if (tensor.CheckConsistent().ok()) {
+    AppendTensorData(out, tensor);
+  } else {
+    out += "null";
+  }
+  out.push_back('}');
 }
 
-Json PredictionRecordToJson(const PredictionRecord& record) {
-  Json out = {{"prediction_id", record.prediction_id},
-              {"time_ms", record.time_ms},
-              {"deployment", record.deployment},
-              {"model", record.model},
-              {"version", record.version},
-              {"role", record.role},
-              {"latency_us", record.latency_us},
-              {"inputs", TensorsToJson(record.inputs)},
-              {"outputs", TensorsToJson(record.outputs)}};
-  if (!record.error.empty()) out["error"] = record.error;
+std::string PredictionRecordLine(const PredictionRecord& record) {
+  std::string out;
+  out.reserve(256);
+  out += "{\"prediction_id\":";
+  AppendString(out, record.prediction_id);
+  out += ",\"time_ms\":";
+  AppendInteger(out, record.time_ms);
+  out += ",\"deployment\":";
+  AppendString(out, record.deployment);
+  out += ",\"model\":";
+  AppendString(out, record.model);
+  out += ",\"version\":";
+  AppendInteger(out, record.version);
+  out += ",\"role\":";
+  AppendString(out, record.role);
+  out += ",\"latency_us\":";
+  AppendInteger(out, record.latency_us);
+  out += ",\"inputs\":";
+  AppendTensors(out, record.inputs);
+  out += ",\"outputs\":";
+  AppendTensors(out, record.outputs);
+  if (!record.error.empty()) {
+    out += ",\"error\":";
+    AppendString(out, record.error);
+  }
+  out += "}\n";
   return out;
 }
 
@@ -313,6 +390,14 @@ void PayloadLog::WriterLoop() {
       } else {
         mu_.Await(absl::Condition(&has_work));
       }
+      // Let records gather for a moment, so that a busy server wakes this
+      // thread once per batch rather than once per request.
+      auto batch_ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return stopping_ || paused_ || flush_wanted_ > synced_seq_ || queue_.size() >= options_.write_batch;
+      };
+      if (!queue_.empty() && options_.write_delay_ms > 0) {
+        mu_.AwaitWithTimeout(absl::Condition(&batch_ready), absl::Milliseconds(options_.write_delay_ms));
+      }
       if (!paused_ || stopping_) records.swap(queue_);
       stop = stopping_ && queue_.empty() && records.empty();
       flush = flush_wanted_ > synced_seq_ || stopping_;
@@ -321,8 +406,7 @@ void PayloadLog::WriterLoop() {
     // Group consecutive lines per file so that each file gets one write.
     std::vector<std::pair<std::pair<std::string, std::string>, std::pair<std::string, uint64_t>>> groups;
     for (PredictionRecord& r : records) {
-      std::string line = PredictionRecordToJson(r).dump(-1, ' ', false, Json::error_handler_t::replace);
-      line += '\n';
+      std::string line = PredictionRecordLine(r);
       std::string day = UtcDay(r.time_ms);
       auto it = std::find_if(groups.begin(), groups.end(),
                              [&](const auto& g) { return g.first.first == r.deployment && g.first.second == day; });

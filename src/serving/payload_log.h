@@ -59,14 +59,17 @@ struct PayloadLogOptions {
   std::string dir;                 // created if missing
   size_t queue_capacity = 10000;   // records waiting for the writer
   int64_t sync_interval_ms = 1000; // fsync at most this often
+  int64_t write_delay_ms = 20;     // the writer waits up to this long for records to gather,
+  size_t write_batch = 256;        // or for this many
 };
 
-// The JSON object of one tensor as the log (and the OIP JSON codec) writes
-// it: {"name", "datatype", "shape", "data": [flat elements]}; BOOL as
-// true/false, BYTES as strings (invalid UTF-8 replaced), FP16 widened.
-Json TensorToJson(const Tensor& tensor);
-// One log line's JSON object (see docs/payload-log.md).
-Json PredictionRecordToJson(const PredictionRecord& record);
+// Appends the JSON object of one tensor as the log writes it: {"name",
+// "datatype", "shape", "data": [flat elements]}; BOOL as true/false, BYTES as
+// strings (invalid UTF-8 replaced), FP16 widened, floats in their shortest
+// exact form.
+void AppendTensorJson(std::string& out, const Tensor& tensor);
+// One log line, newline included (see docs/payload-log.md).
+std::string PredictionRecordLine(const PredictionRecord& record);
 // The folder name of a deployment under the log's dir: the name with every
 // byte outside [A-Za-z0-9_.-] and a leading '.' written as %XX, so that no
 // name can escape the log's folder.
