@@ -165,5 +165,15 @@ TEST_F(ServeTest, ReplicaFollowsTheServersAliasAndPredictWorksBothWays) {
   EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
 }
 
+TEST(ServerOptionsTest, PayloadSampleOutsideZeroToOneIsRefused) {
+  cairn::testing::ScopedTempDir tmp;
+  Cli cli({"--data-dir", tmp.path() + "/data"}, tmp.path());
+  for (const std::string bad : {"2", "-0.5", "half", ""}) {
+    Cli::Outcome o = cli.Run({"server", "--port", "0", "--payload-sample", bad});
+    EXPECT_EQ(o.exit_code, 1) << Describe(o);
+    EXPECT_THAT(o.err, HasSubstr("payload_sample must be a number from 0 to 1, got '" + bad + "'")) << Describe(o);
+  }
+}
+
 }  // namespace
 }  // namespace cairn

@@ -177,19 +177,27 @@ int RunCli(int argc, char** argv) {
 
   // ----------------------------------------------------------------- server
   auto* server = app.add_subcommand("server", "Run the tracking server (MLflow REST API) on a data directory");
-  std::string host = "127.0.0.1", config_file, log_level = "info";
+  std::string host = "127.0.0.1", config_file, log_level = "info", payload_sample = "1";
   int port = 5000;
   server->add_option("--host", host, "address to bind (env CAIRN_HOST)")->capture_default_str();
   server->add_option("--port", port, "TCP port; 0 picks a free one (env CAIRN_PORT)")->capture_default_str();
   server->add_option("--config", config_file, "YAML file with host, port, data_dir, log_level");
   server->add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   server->add_option("--data-dir", g.data_dir, "data directory (env CAIRN_HOME; default ./cairn-data)");
+  server->add_option("--payload-sample", payload_sample,
+                     "fraction of predictions written to the payload log, 0 to 1 (env CAIRN_PAYLOAD_SAMPLE)")
+      ->capture_default_str();
   server->callback([&] {
     Config::Sources src;
-    src.defaults = {{"host", "127.0.0.1"}, {"port", "5000"}, {"data_dir", "./cairn-data"}, {"log_level", "info"}};
+    src.defaults = {{"host", "127.0.0.1"},
+                    {"port", "5000"},
+                    {"data_dir", "./cairn-data"},
+                    {"log_level", "info"},
+                    {"payload_sample", "1"}};
     if (server->count("--host")) src.flags["host"] = host;
     if (server->count("--port")) src.flags["port"] = std::to_string(port);
     if (server->count("--log-level")) src.flags["log_level"] = log_level;
+    if (server->count("--payload-sample")) src.flags["payload_sample"] = payload_sample;
     if (app.count("--data-dir") || server->count("--data-dir")) src.flags["data_dir"] = g.data_dir;
     src.environment = Config::ProcessEnvironment();
     if (auto it = src.environment.find("CAIRN_HOME"); it != src.environment.end()) {
@@ -212,6 +220,12 @@ int RunCli(int argc, char** argv) {
     options.host = *config->GetString("host");
     options.data_dir = *config->GetString("data_dir");
     options.log_level = *config->GetString("log_level");
+    auto sample = ParseFraction("payload_sample", *config->GetString("payload_sample"));
+    if (!sample.ok()) {
+      exit_code = Fail(sample.status());
+      return;
+    }
+    options.payload_sample = *sample;
     absl::Status s = RunServer(options);
     if (!s.ok()) exit_code = Fail(s);
   });

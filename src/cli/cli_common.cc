@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
@@ -37,6 +38,16 @@ std::string FormatValue(const Json& v) {
 }
 
 void PrintJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+
+absl::StatusOr<double> ParseFraction(std::string_view key, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !(value >= 0 && value <= 1)) {
+    return absl::InvalidArgumentError(fmt::format("{} must be a number from 0 to 1, got '{}'", key, text));
+  }
+  return value;
+}
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "cairn: error: %s\n", std::string(s.message()).c_str());

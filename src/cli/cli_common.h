@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "base/json.h"
 #include "base/status.h"
@@ -31,6 +32,10 @@ std::string FormatValue(const Json& v);
 void PrintJson(const Json& j);
 // Prints "cairn: error: MESSAGE" to stderr; returns the exit code 1.
 int Fail(const absl::Status& s);
+
+// A setting that must be a number from 0 to 1 (e.g. a sampling rate);
+// kInvalidArgument naming `key` otherwise.
+absl::StatusOr<double> ParseFraction(std::string_view key, const std::string& text);
 
 // For the long-running commands (server, serve): blocks SIGINT and SIGTERM
 // (call before any thread starts, so every thread inherits the mask and

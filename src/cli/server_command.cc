@@ -38,6 +38,7 @@ absl::Status RunServer(const ServerOptions& options) {
   serving::PlaneOptions plane_options;
   plane_options.cache_dir = dir->path() + "/serving/models";
   plane_options.payload_log_dir = dir->path() + "/logs/predictions";
+  plane_options.payload_sample_rate = options.payload_sample;
   ASSIGN_OR_RETURN(auto plane, serving::InferencePlane::Create(model_source, plane_options, *env));
   if (absl::Status s = plane->Start(); !s.ok()) return Annotate(s, "cannot start the inference plane");
   http::Router router = api::BuildRouter(*dir);

@@ -15,6 +15,7 @@ struct ServerOptions {
   int port = 0;
   std::string data_dir;
   std::string log_level = "info";
+  double payload_sample = 1;  // fraction of predictions in the payload log
 };
 
 // Serves until SIGINT/SIGTERM. Prints "Cairn server listening on
