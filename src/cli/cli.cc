@@ -186,6 +186,7 @@ int RunCli(int argc, char** argv) {
   server->add_option("--data-dir", g.data_dir, "data directory (env CAIRN_HOME; default ./cairn-data)");
   server->add_option("--payload-sample", payload_sample,
                      "fraction of predictions written to the payload log, 0 to 1 (env CAIRN_PAYLOAD_SAMPLE)")
+      ->type_name("FRACTION")
       ->capture_default_str();
   server->callback([&] {
     Config::Sources src;
