@@ -558,6 +558,28 @@ TEST_F(RegistryApiTest, LineageAndUnknownPaths) {
   ExpectError(Cairn(Method::kGet, "models/churn/nothing"), 404, "ENDPOINT_NOT_FOUND");
 }
 
+TEST_F(RegistryApiTest, ModelNamesWithASlashWorkThroughCairnEndpoints) {
+  // MLflow allows '/' in names; clients send it as %2F in a path segment.
+  CreateModel("team/churn");
+  const std::string run = ModelRun();
+  CreateVersion("team/churn", run);
+  Answer moved = Cairn(Method::kPost, "models/team%2Fchurn/aliases/production", {{"version", 1}, {"reason", "first"}});
+  ASSERT_EQ(moved.status, 200) << moved.raw;
+  Answer history = Cairn(Method::kGet, "models/team%2Fchurn/aliases/production/history");
+  ASSERT_EQ(history.status, 200) << history.raw;
+  ASSERT_THAT(history.body["history"], SizeIs(1));
+  EXPECT_EQ(history.body["history"][0]["reason"], "first");
+  Answer graph = Cairn(Method::kGet, "models/team%2Fchurn/versions/1/lineage");
+  EXPECT_EQ(graph.status, 200) << graph.raw;
+  Answer files = Cairn(Method::kGet, "models/team%2Fchurn/versions/1/files");
+  EXPECT_EQ(files.status, 200) << files.raw;
+  // Unencoded, the name's '/' splits the path: no such model or endpoint.
+  EXPECT_NE(Cairn(Method::kGet, "models/team/churn/aliases/production/history").status, 200);
+  Answer other = Cairn(Method::kGet, "models/team%2Fother/aliases/production/history");
+  EXPECT_EQ(other.body.value("name", ""), "team/other") << other.raw;
+  EXPECT_THAT(other.body["history"], SizeIs(0));
+}
+
 // ------------------------------------------------------------ unit pieces
 
 // The value, or -1 for an error (the tests' values are all >= 0).

@@ -470,6 +470,20 @@ std::vector<std::string> Segments(const std::string& rest) {
   return out;
 }
 
+// The segments of the path after `prefix`, each percent-decoded on its own,
+// so that a model name holding '/' (sent as %2F) stays one segment. Falls
+// back to the decoded rest when the client encoded the prefix itself.
+absl::StatusOr<std::vector<std::string>> RawSegments(const Request& req, std::string_view prefix) {
+  std::string_view raw = req.raw_path;
+  if (raw.substr(0, prefix.size()) != prefix) return Segments(req.path_rest);
+  std::vector<std::string> out;
+  for (const std::string& segment : Segments(std::string(raw.substr(prefix.size())))) {
+    ASSIGN_OR_RETURN(std::string decoded, http::UrlDecode(segment, /*plus_is_space=*/false));
+    out.push_back(std::move(decoded));
+  }
+  return out;
+}
+
 absl::StatusOr<Json> JsonBody(const Request& req) {
   if (req.body.empty()) return Json::object();
   auto parsed = ParseJson(req.body);
@@ -491,7 +505,9 @@ class CairnRegistryApi {
   // /api/cairn/v1/models/NAME/...
   Response Models(Request& req) {
     try {
-      std::vector<std::string> seg = Segments(req.path_rest);
+      absl::StatusOr<std::vector<std::string>> segments = RawSegments(req, std::string(kCairn) + "models/");
+      if (!segments.ok()) return ErrorResponse(BadRequest(std::string(segments.status().message())));
+      const std::vector<std::string>& seg = *segments;
       if (seg.size() < 2 || seg[0].empty()) return ErrorResponse(NoRoute(req));
       const std::string& name = seg[0];
       const std::string& what = seg[1];

@@ -66,6 +66,7 @@ class BodyStream {
 struct Request {
   Method method = Method::kGet;
   std::string path;        // percent-decoded path, without the query string
+  std::string raw_path;    // the path as sent (still percent-encoded), without the query string
   std::string query;       // raw query string (after '?'), not decoded
   std::string path_rest;   // for routes ending in "/*": the decoded rest of the path
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased

@@ -110,6 +110,7 @@ absl::Status SplitTarget(std::string_view target, Request& req) {
     req.query = std::string(query);
   }
   ASSIGN_OR_RETURN(req.path, UrlDecode(raw_path, /*plus_is_space=*/false));
+  req.raw_path = std::string(raw_path);
   if (req.path.find('\0') != std::string::npos) return absl::InvalidArgumentError("NUL in request path");
   return absl::OkStatus();
 }
