@@ -281,7 +281,8 @@ int Main(int argc, char** argv) {
   }
   const std::optional<Target> target = ParseUrl(url);
   if (!target || model.empty() || body_file.empty() || concurrency < 1) {
-    std::fprintf(stderr, "usage: oip_load --url http://HOST:PORT --model NAME --body FILE [--concurrency N] [--seconds S]\n");
+    std::fprintf(stderr,
+                 "usage: oip_load --url http://HOST:PORT --model NAME --body FILE [--concurrency N] [--seconds S]\n");
     return 2;
   }
   std::ifstream in(body_file, std::ios::binary);

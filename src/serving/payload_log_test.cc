@@ -133,6 +133,13 @@ TEST(PayloadLogTest, RejectsBadOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// One tensor as the log writes it, parsed back.
+Json TensorToJson(const Tensor& t) {
+  std::string text;
+  AppendTensorJson(text, t);
+  return Json::parse(text);
+}
+
 TEST(TensorToJsonTest, WritesEveryDatatypeAsOipJson) {
   Tensor b{"b", DataType::kBool, {2}, std::string("\x01\x00", 2)};
   EXPECT_EQ(TensorToJson(b)["data"], Json::parse("[true,false]"));
@@ -155,6 +162,16 @@ TEST(TensorToJsonTest, WritesEveryDatatypeAsOipJson) {
   EXPECT_EQ(bytes, Json::parse(R"({"name":"s","datatype":"BYTES","shape":[2],"data":["ab",""]})"));
   Tensor broken{"x", DataType::kFp32, {4}, "abc"};  // inconsistent: logged without data
   EXPECT_TRUE(TensorToJson(broken)["data"].is_null());
+  // FP32 in the shortest text that reads back as the same float; integral
+  // values stay floats.
+  std::string text;
+  AppendTensorJson(text,
+                   Tensor::FromValues<float>("f", DataType::kFp32, {4}, std::vector<float>{0.1f, 1.0f, -0.0f, 3e38f}));
+  EXPECT_EQ(text, R"({"name":"f","datatype":"FP32","shape":[4],"data":[0.1,1.0,-0.0,3e+38]})");
+  Json floats = Json::parse(text);
+  EXPECT_EQ(floats["data"][0].get<float>(), 0.1f);
+  EXPECT_TRUE(floats["data"][1].is_number_float());
+  EXPECT_EQ(floats["data"][3].get<float>(), 3e38f);
 }
 
 TEST(PayloadLogTest, InvalidUtf8IsReplacedNotFatal) {
