@@ -10,6 +10,7 @@
 #include "api/mlflow_api.h"
 #include "base/testing.h"
 #include "http/http.h"
+#include "tests/support/api_server_test.h"
 
 namespace cairn::api {
 namespace {
@@ -18,24 +19,8 @@ using ::cairn::testing::IsOk;
 using http::Method;
 using ::testing::HasSubstr;
 
-class ApiTest : public ::testing::Test {
+class ApiTest : public cairn::testing::ApiServerTest {
  protected:
-  void SetUp() override {
-    env_ = NewPosixEnv();
-    auto dir = DataDirectory::Open(*env_, tmp_.path() + "/data");
-    ASSERT_THAT(dir, IsOk());
-    dir_ = std::move(dir).value();
-    auto server = http::Server::Create({.host = "127.0.0.1", .port = 0}, BuildRouter(*dir_));
-    ASSERT_THAT(server, IsOk());
-    server_ = std::move(server).value();
-    auto client = http::Client::Create("127.0.0.1", server_->port());
-    ASSERT_THAT(client, IsOk());
-    client_ = std::move(client).value();
-  }
-  void TearDown() override {
-    if (server_) server_->Stop();
-  }
-
   struct Answer {
     int status;
     Json body;
@@ -65,11 +50,6 @@ class ApiTest : public ::testing::Test {
     EXPECT_TRUE(a.body.contains("message"));
   }
 
-  cairn::testing::ScopedTempDir tmp_;
-  std::unique_ptr<Env> env_;
-  std::unique_ptr<DataDirectory> dir_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::Client> client_;
 };
 
 TEST_F(ApiTest, HealthAndVersion) {

@@ -21,6 +21,7 @@
 #include "base/testing.h"
 #include "data/manifest.h"
 #include "http/http.h"
+#include "tests/support/api_server_test.h"
 
 namespace cairn::api {
 namespace {
@@ -74,24 +75,8 @@ std::vector<std::string> Hexes(const std::vector<std::string>& pieces) {
   return out;
 }
 
-class DataApiTest : public ::testing::Test {
+class DataApiTest : public cairn::testing::ApiServerTest {
  protected:
-  void SetUp() override {
-    env_ = NewPosixEnv();
-    auto dir = DataDirectory::Open(*env_, data_path_);
-    ASSERT_THAT(dir, IsOk());
-    dir_ = std::move(dir).value();
-    auto server = http::Server::Create({.host = "127.0.0.1", .port = 0}, BuildRouter(*dir_));
-    ASSERT_THAT(server, IsOk());
-    server_ = std::move(server).value();
-    auto client = http::Client::Create("127.0.0.1", server_->port());
-    ASSERT_THAT(client, IsOk());
-    client_ = std::move(client).value();
-  }
-  void TearDown() override {
-    if (server_) server_->Stop();
-  }
-
   struct Answer {
     int status = 0;
     Json body;
@@ -178,12 +163,6 @@ class DataApiTest : public ::testing::Test {
     EXPECT_FALSE(a.body.value("message", "").empty()) << a.raw;
   }
 
-  cairn::testing::ScopedTempDir tmp_;
-  std::string data_path_ = tmp_.path() + "/data";
-  std::unique_ptr<Env> env_;
-  std::unique_ptr<DataDirectory> dir_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::Client> client_;
 };
 
 TEST_F(DataApiTest, CreateListAndGetDatasets) {

@@ -19,6 +19,7 @@
 #include "base/sha256.h"
 #include "base/testing.h"
 #include "http/http.h"
+#include "tests/support/api_server_test.h"
 
 namespace cairn::api {
 namespace {
@@ -31,24 +32,8 @@ using ::testing::SizeIs;
 
 constexpr char kApprovalPolicy[] = "aliases: [production]\napprovals: {count: 1, role: reviewer}\n";
 
-class RegistryApiTest : public ::testing::Test {
+class RegistryApiTest : public cairn::testing::ApiServerTest {
  protected:
-  void SetUp() override {
-    env_ = NewPosixEnv();
-    auto dir = DataDirectory::Open(*env_, tmp_.path() + "/data");
-    ASSERT_THAT(dir, IsOk());
-    dir_ = std::move(dir).value();
-    auto server = http::Server::Create({.host = "127.0.0.1", .port = 0}, BuildRouter(*dir_));
-    ASSERT_THAT(server, IsOk());
-    server_ = std::move(server).value();
-    auto client = http::Client::Create("127.0.0.1", server_->port());
-    ASSERT_THAT(client, IsOk());
-    client_ = std::move(client).value();
-  }
-  void TearDown() override {
-    if (server_) server_->Stop();
-  }
-
   struct Answer {
     int status;
     Json body;
@@ -120,11 +105,6 @@ class RegistryApiTest : public ::testing::Test {
     return a.body["model_version"].value("version", "");
   }
 
-  cairn::testing::ScopedTempDir tmp_;
-  std::unique_ptr<Env> env_;
-  std::unique_ptr<DataDirectory> dir_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::Client> client_;
 };
 
 // ------------------------------------------------------- registered models
