@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "base/env.h"
+#include "base/shell.h"
 #include "exec/job_files.h"
 #include "exec/sandbox.h"
 
@@ -38,18 +39,6 @@ constexpr absl::Duration kMaxPollInterval = absl::Seconds(1);
 constexpr int64_t kTimeLimitGraceMinutes = 1;
 constexpr uint64_t kMiB = 1024 * 1024;
 constexpr size_t kMaxJobNameLength = 64;
-
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
 
 // Slurm shows job names in one-line, space-separated records: keep them to
 // characters that cannot be mistaken for a field boundary.

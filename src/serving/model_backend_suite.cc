@@ -16,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "base/json.h"
+#include "base/shell.h"
 #include "base/testing.h"
 
 #ifndef CAIRN_MAKE_MODELS_PY
@@ -32,18 +33,6 @@ using ::cairn::testing::StatusIs;
 constexpr char kPython[] = "/usr/bin/python3";
 constexpr double kTolerance = 1e-5;
 constexpr int64_t kBatch = 17;  // rows in every expected.json
-
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
 
 // Where the fixtures of this test binary live; removed at exit.
 class FixtureRoot {
