@@ -33,15 +33,11 @@ using ::cairn::testing::CairnBinary;
 using ::cairn::testing::Cli;
 using ::cairn::testing::Describe;
 using ::cairn::testing::IsOk;
+using ::cairn::testing::ReadFileOrEmpty;
 using ::cairn::testing::ServerProcess;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 void WriteFile(const std::string& path, const std::string& content) {
   fs::create_directories(fs::path(path).parent_path());
@@ -60,7 +56,7 @@ std::map<std::string, std::pair<std::string, fs::perms>> Snapshot(const std::str
   std::map<std::string, std::pair<std::string, fs::perms>> out;
   for (const auto& e : fs::recursive_directory_iterator(root)) {
     if (!e.is_regular_file()) continue;
-    out[fs::relative(e.path(), root).string()] = {ReadFile(e.path()), e.status().permissions()};
+    out[fs::relative(e.path(), root).string()] = {ReadFileOrEmpty(e.path()), e.status().permissions()};
   }
   return out;
 }
@@ -234,10 +230,10 @@ TEST_P(DataCliTest, AddLogShowLsCatDiffCheckoutRoundTrip) {
   ExpectRejected(Cairn({"data", "checkout", "ds", out}), "not empty");
   const std::string old_out = tmp_.path() + "/old";
   ASSERT_EQ(Cairn({"data", "checkout", "ds@v1", old_out}).exit_code, 0);
-  EXPECT_EQ(ReadFile(old_out + "/a.csv"), csv);
-  EXPECT_EQ(ReadFile(old_out + "/sub/deep/c.txt"), "deep\n");
+  EXPECT_EQ(ReadFileOrEmpty(old_out + "/a.csv"), csv);
+  EXPECT_EQ(ReadFileOrEmpty(old_out + "/sub/deep/c.txt"), "deep\n");
   EXPECT_FALSE(fs::exists(old_out + "/new.txt"));
-  EXPECT_EQ(ReadFile(old_out + "/sub/b.bin"), big);
+  EXPECT_EQ(ReadFileOrEmpty(old_out + "/sub/b.bin"), big);
 
   ExpectFsckClean();
 }
@@ -316,7 +312,7 @@ TEST_P(DataCliTest, SplitsAreShownAndASealedSplitCannotBeDropped) {
   const std::string only_test = tmp_.path() + "/only-test";
   ASSERT_EQ(Cairn({"data", "checkout", "ds", only_test, "--split", "test"}).exit_code, 0);
   EXPECT_EQ(Snapshot(only_test).size(), 1u);
-  EXPECT_EQ(ReadFile(only_test + "/test/c.txt"), "ccc");
+  EXPECT_EQ(ReadFileOrEmpty(only_test + "/test/c.txt"), "ccc");
 
   // Re-declaring the splits without the sealed one is refused; the branch stays.
   WriteFile(src_ + "/train/d.txt", "dddd");

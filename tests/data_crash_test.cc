@@ -34,6 +34,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::cairn::testing::CairnBinary;
 using ::cairn::testing::IsOk;
+using ::cairn::testing::ReadFileOrEmpty;
 using ::cairn::testing::ServerProcess;
 
 constexpr int kServerKillRounds = 5;
@@ -114,11 +115,6 @@ int Reap(pid_t pid, std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 class DataCrashTest : public ::testing::Test {
@@ -226,7 +222,7 @@ TEST_F(DataCrashTest, Kill9DuringAddLeavesOldOrCompleteNewCommit) {
     const pid_t add =
         Spawn({CairnBinary(), "--url", Url(), "data", "add", "ds", src_.root(), "--no-progress"}, log, cache_);
     const int exit_code = Reap(add, std::chrono::seconds(120));
-    EXPECT_EQ(exit_code, 0) << ReadFile(log);
+    EXPECT_EQ(exit_code, 0) << ReadFileOrEmpty(log);
     return exit_code;
   };
 
@@ -245,7 +241,7 @@ TEST_F(DataCrashTest, Kill9DuringAddLeavesOldOrCompleteNewCommit) {
     EXPECT_EQ(server_->Kill(SIGKILL), 128 + SIGKILL);
     // The client fails cleanly (or had finished): an exit code, not a signal.
     const int client_exit = Reap(add, std::chrono::seconds(20));
-    EXPECT_TRUE(client_exit == 0 || client_exit == 1) << "client exit " << client_exit << ": " << ReadFile(log);
+    EXPECT_TRUE(client_exit == 0 || client_exit == 1) << "client exit " << client_exit << ": " << ReadFileOrEmpty(log);
 
     StartServer();
     bool moved = false;

@@ -28,14 +28,10 @@ namespace cairn::api {
 namespace {
 
 using ::cairn::testing::IsOk;
+using ::cairn::testing::ReadFileOrEmpty;
 using http::Method;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // A Python model returning each input unchanged (as output "<name>_out"):
 // every OIP datatype makes the round trip client -> server -> worker -> client.
@@ -141,7 +137,7 @@ class OipTest : public ::testing::Test {
       if (e.path().filename() == "expected.json") continue;
       Answer a = Call(Method::kPut, "/api/2.0/mlflow-artifacts/artifacts" + base + "/model/" +
                                         e.path().filename().string(),
-                      ReadFile(e.path()), {}, "application/octet-stream");
+                      ReadFileOrEmpty(e.path()), {}, "application/octet-stream");
       EXPECT_EQ(a.status, 200) << a.raw.body;
     }
     Call(Method::kPost, "/api/2.0/mlflow/registered-models/create", Json{{"name", model}}.dump());
@@ -166,7 +162,7 @@ class OipTest : public ::testing::Test {
     ASSERT_THAT(plane_->Reconcile(), IsOk());
   }
   Json Expected() {
-    auto j = ParseJson(ReadFile(*fixtures_ + "/xgb_json/expected.json"));
+    auto j = ParseJson(ReadFileOrEmpty(*fixtures_ + "/xgb_json/expected.json"));
     EXPECT_THAT(j, IsOk());
     return *j;
   }

@@ -25,13 +25,9 @@ namespace {
 using ::cairn::testing::Cli;
 using ::cairn::testing::Describe;
 using ::cairn::testing::IsOk;
+using ::cairn::testing::ReadFileOrEmpty;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 class ServeTest : public ::testing::Test {
  protected:
@@ -70,8 +66,8 @@ class ServeTest : public ::testing::Test {
       ASSERT_EQ(r->status, 200) << r->body;
     };
     std::string fixture = tmp_.path() + "/fixtures/xgb_json/";
-    put("model.json", ReadFile(fixture + "model.json"));
-    put("cairn-model.yaml", ReadFile(fixture + "cairn-model.yaml"));
+    put("model.json", ReadFileOrEmpty(fixture + "model.json"));
+    put("cairn-model.yaml", ReadFileOrEmpty(fixture + "cairn-model.yaml"));
     put("NOTES.md", extra);
     // A second version of an existing model: "already exists" is expected here.
     (void)api_->Send(http::Method::kPost, "/api/2.0/mlflow/registered-models/create", Json{{"name", model}}.dump());
@@ -112,11 +108,11 @@ TEST_F(ServeTest, ReplicaFollowsTheServersAliasAndPredictWorksBothWays) {
   int port = 0;
   for (int i = 0; i < 300 && port == 0; ++i) {
     std::smatch m;
-    std::string out = ReadFile(tmp_.path() + "/scratch/out." + std::to_string(slot));
+    std::string out = ReadFileOrEmpty(tmp_.path() + "/scratch/out." + std::to_string(slot));
     if (std::regex_search(out, m, std::regex("listening on http://127.0.0.1:(\\d+)"))) port = std::stoi(m[1]);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  ASSERT_GT(port, 0) << ReadFile(tmp_.path() + "/scratch/err." + std::to_string(slot));
+  ASSERT_GT(port, 0) << ReadFileOrEmpty(tmp_.path() + "/scratch/err." + std::to_string(slot));
   auto replica_client = http::Client::Create("127.0.0.1", port);
   ASSERT_THAT(replica_client, IsOk());
 

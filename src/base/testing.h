@@ -16,6 +16,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <system_error>
 
@@ -52,6 +54,12 @@ MATCHER_P2(StatusIs, code, message_matcher, "has status code " + absl::StatusCod
 }
 
 // A fresh directory under $TMPDIR (or /tmp), removed recursively on destruction.
+// The bytes of the file at `path`; empty when it cannot be read.
+inline std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 class ScopedTempDir {
  public:
   ScopedTempDir() {
