@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 
+#include <absl/strings/match.h>
 #include <fmt/format.h>
 
 #include "base/env.h"
@@ -454,6 +455,7 @@ class SandboxRun {
  private:
   absl::Status Prepare();
   void Note(const std::string& line);
+  std::string NprocHint() const;  // why EAGAIN, where RLIMIT_NPROC limits processes
   // Copies what the pipe has to the log; false at end of file.
   bool CopyOutput();
   void Stop(StopCause cause);
@@ -481,6 +483,10 @@ class SandboxRun {
   pid_t pid_ = -1;
   StopCause stop_ = StopCause::kNone;
 };
+
+std::string SandboxRun::NprocHint() const {
+  return fmt::format(" (the job's user already runs {} processes, its limit)", spec_.resources.max_processes);
+}
 
 void SandboxRun::Note(const std::string& line) {
   std::string text = kSandboxNotePrefix + line + "\n";
@@ -574,7 +580,8 @@ absl::StatusOr<JobStatus> SandboxRun::Run() {
     Note(fmt::format("no writable memory cgroup; memory limited to {} of address space per process (RLIMIT_AS)",
                      FormatBytes(memory_limit_)));
   }
-  if (cgroup_ == nullptr || !cgroup_->limits_processes()) {
+  const bool by_nproc = cgroup_ == nullptr || !cgroup_->limits_processes();
+  if (by_nproc) {
     limits.push_back({RLIMIT_NPROC, static_cast<rlim_t>(spec_.resources.max_processes)});
     Note(fmt::format("no writable pids cgroup; processes limited to {} per user (RLIMIT_NPROC, shared by every "
                      "job of this user)",
@@ -656,14 +663,9 @@ absl::StatusOr<JobStatus> SandboxRun::Run() {
     while (::waitpid(pid_, &ws, 0) < 0 && errno == EINTR) {
     }
     child_error.what[sizeof(child_error.what) - 1] = '\0';
-    const bool nproc = std::any_of(limits.begin(), limits.end(), [](const ChildLimit& l) {
-      return l.resource == RLIMIT_NPROC;
-    });
-    return absl::FailedPreconditionError(fmt::format(
-        "sandbox setup failed: {}: {}{}", child_error.what, ::strerror(child_error.err),
-        nproc && child_error.err == EAGAIN
-            ? fmt::format(" (the job's user already runs {} processes, its limit)", spec_.resources.max_processes)
-            : ""));
+    return absl::FailedPreconditionError(fmt::format("sandbox setup failed: {}: {}{}", child_error.what,
+                                                     ::strerror(child_error.err),
+                                                     by_nproc && child_error.err == EAGAIN ? NprocHint() : ""));
   }
 
   ::fcntl(out_read_.get(), F_SETFL, O_NONBLOCK);
@@ -679,7 +681,13 @@ absl::StatusOr<JobStatus> SandboxRun::Run() {
   ::fcntl(status_pipe.first.get(), F_SETFL, O_NONBLOCK);
   char buf[1024];
   for (ssize_t n; (n = ::read(status_pipe.first.get(), buf, sizeof(buf))) > 0;) bwrap_status.append(buf, n);
-  const bool command_started = bwrap_status.find("\"child-pid\"") != std::string::npos;
+  // bwrap reports child-pid once its namespace init exists; that init then
+  // forks the command. When that fork fails (EAGAIN: the user's processes
+  // are at RLIMIT_NPROC), bwrap prints its own "bwrap: " message and exits 1
+  // before the command ever ran.
+  const bool init_failed = absl::StartsWith(head_, "bwrap: ") && wait_status.has_value() &&
+                           WIFEXITED(*wait_status) && WEXITSTATUS(*wait_status) == 1;
+  const bool command_started = bwrap_status.find("\"child-pid\"") != std::string::npos && !init_failed;
   if (!wait_status.has_value()) {
     if (size_t at = bwrap_status.find("\"exit-code\":"); at != std::string::npos) {
       wait_status = (std::atoi(bwrap_status.c_str() + at + std::strlen("\"exit-code\":")) & 0xff) << 8;
@@ -696,6 +704,9 @@ absl::StatusOr<JobStatus> SandboxRun::Run() {
     final_status.exit_code.reset();
     final_status.term_signal.reset();
     final_status.reason = fmt::format("sandbox setup failed: {}", message.empty() ? "bwrap exited" : message);
+    if (by_nproc && message.find("Resource temporarily unavailable") != std::string::npos) {
+      final_status.reason += NprocHint();
+    }
   }
   cgroup_.reset();
   return final_status;

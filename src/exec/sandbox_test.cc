@@ -438,6 +438,28 @@ TEST(RunInSandbox, WithoutCgroupsTheLogSaysWhichRlimitsStandIn) {
   EXPECT_GT(st.cpu_seconds + static_cast<double>(st.peak_memory_bytes), 0.0);  // rusage stands in
 }
 
+TEST(RunInSandbox, ACommandThatCouldNotBeForkedIsASetupFailureNotAnExitCode) {
+  // Two processes per user: bwrap and its namespace init. The init's fork
+  // of the command fails; where the user runs other processes, an earlier
+  // fork or bwrap's exec does. Either way the command never ran.
+  ScopedTempDir tmp;
+  JobSpec spec = SpecIn(tmp.path(), {"/bin/sh", "-c", "echo ran"});
+  spec.resources.max_processes = 2;
+  SandboxOptions options;
+  options.cgroup_root = "none";
+  absl::StatusOr<JobStatus> st = RunInSandbox(spec, "nproc", options);
+  if (st.ok()) {
+    EXPECT_EQ(st->state, JobState::kFailed);
+    EXPECT_EQ(st->exit_code, std::nullopt);
+    EXPECT_THAT(st->reason, HasSubstr("sandbox setup failed"));
+    EXPECT_THAT(st->reason, HasSubstr("already runs 2 processes"));
+  } else {  // not even bwrap could start
+    EXPECT_EQ(st.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(st.status().message(), HasSubstr("already runs 2 processes"));
+  }
+  EXPECT_THAT(ReadFile(spec.job_dir + "/" + kJobLogFile), Not(HasSubstr("ran\n")));
+}
+
 TEST(RunInSandbox, JobCgroupsAreRemovedAfterwards) {
   CgroupLayout layout = CgroupLayout::Detect("");
   if (layout.empty()) GTEST_SKIP() << "no writable cgroups here";
