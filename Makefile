@@ -46,6 +46,7 @@ demo: build
 # Build output goes to stderr so that stdout carries only the JSON lines.
 bench:
 	@$(MAKE) --no-print-directory build >&2
+	@cmake --build $(BUILD) -j $(JOBS) --target benchmarks >&2
 	@scripts/bench.sh
 
 fuzz: setup
