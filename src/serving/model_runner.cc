@@ -75,6 +75,12 @@ struct ModelRunner::Request {
   Callback callback;    // Submit: called with the result; Infer: empty
   absl::Notification done;
   absl::StatusOr<RunResult> result{absl::UnknownError("no result")};
+  // Infer's requests: who owns the request once a worker took it. The waiter
+  // gives it up at its deadline (kAbandoned: the worker deletes it when its
+  // batch ends); the worker claims it to deliver the result (kAnswered: the
+  // waiter deletes it). Whoever moves it away from kWaiting first wins.
+  enum State { kWaiting, kAnswered, kAbandoned };
+  std::atomic<int> state{kWaiting};
 };
 
 absl::Status CheckRunnerOptions(const RunnerOptions& options) {
@@ -225,6 +231,15 @@ void ModelRunner::Refuse(const absl::Status& status) {
 
 void ModelRunner::Complete(Request* request, absl::StatusOr<RunResult> result) {
   series_->in_flight().Add(-1);
+  if (!request->callback) {
+    int waiting = Request::kWaiting;
+    if (!request->state.compare_exchange_strong(waiting, Request::kAnswered)) {
+      // The caller gave up at its deadline and was answered (and counted)
+      // then; the result has no one to go to.
+      delete request;
+      return;
+    }
+  }
   series_->requests(result.status().code()).Increment();
   if (!result.ok()) series_->failures(ReasonOf(result.status().code())).Increment();
   series_->request_duration().Observe(Seconds(absl::Now() - request->arrival));
@@ -243,54 +258,66 @@ absl::StatusOr<RunResult> ModelRunner::Infer(std::vector<Tensor> inputs, std::op
 }
 
 absl::StatusOr<RunResult> ModelRunner::TryInfer(std::vector<Tensor>& inputs, std::optional<absl::Time> deadline) {
-  Request request;
-  request.arrival = absl::Now();
-  request.deadline = deadline.value_or(options_.default_timeout_ms > 0
-                                           ? request.arrival + absl::Milliseconds(options_.default_timeout_ms)
-                                           : absl::InfiniteFuture());
-  request.inputs = std::move(inputs);
-  absl::Status prepared = Prepare(&request);
+  // On the heap: a request given up at its deadline stays with the worker
+  // that is computing it.
+  auto request = std::make_unique<Request>();
+  request->arrival = absl::Now();
+  request->deadline = deadline.value_or(options_.default_timeout_ms > 0
+                                            ? request->arrival + absl::Milliseconds(options_.default_timeout_ms)
+                                            : absl::InfiniteFuture());
+  request->inputs = std::move(inputs);
+  absl::Status prepared = Prepare(request.get());
   if (prepared.ok() && ClaimIdleInstance()) {
+    // An idle model computes on the caller's thread: no hand-off, and no
+    // way to answer before the computation ends.
     series_->in_flight().Add(1);
-    RunOne(&request, absl::Now());
+    RunOne(request.get(), absl::Now());
     ReleaseInstance();
-    return std::move(request.result);
+    return std::move(request->result);
   }
-  if (absl::Status s = prepared.ok() ? Enqueue(&request) : prepared; !s.ok()) {
+  if (absl::Status s = prepared.ok() ? Enqueue(request.get()) : prepared; !s.ok()) {
     Refuse(s);
-    inputs = std::move(request.inputs);
+    inputs = std::move(request->inputs);
     return s;
   }
-  if (request.deadline == absl::InfiniteFuture()) {
-    request.done.WaitForNotification();
-    return std::move(request.result);
+  if (request->deadline == absl::InfiniteFuture()) {
+    request->done.WaitForNotification();
+    return std::move(request->result);
   }
-  if (!request.done.WaitForNotificationWithDeadline(request.deadline)) {
-    // Still queued: withdraw it. Already taken by a worker: its batch has
-    // started (or it was just failed), so wait for that answer.
-    bool withdrawn = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (request.queued) {
-        queue_.erase(std::find(queue_.begin(), queue_.end(), &request));
-        queued_rows_ -= request.rows;
-        request.queued = false;
-        series_->queue_depth().Add(-1);
-        withdrawn = true;
-      }
-    }
-    if (withdrawn) {
-      absl::Status s = absl::DeadlineExceededError(fmt::format(
-          "request to model {} version {} timed out in the queue", labels_.model, labels_.version));
+  if (request->done.WaitForNotificationWithDeadline(request->deadline)) return std::move(request->result);
+
+  // The deadline passed. Still queued: withdraw it. Taken by a worker: give
+  // it up unless the worker is already delivering its answer.
+  bool withdrawn = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (request->queued) {
+      queue_.erase(std::find(queue_.begin(), queue_.end(), request.get()));
+      queued_rows_ -= request->rows;
+      request->queued = false;
+      series_->queue_depth().Add(-1);
       series_->in_flight().Add(-1);
-      series_->requests(s.code()).Increment();
-      series_->failures(FailureReason::kDeadline).Increment();
-      series_->request_duration().Observe(Seconds(absl::Now() - request.arrival));
-      return s;
+      withdrawn = true;
     }
-    request.done.WaitForNotification();
   }
-  return std::move(request.result);
+  if (!withdrawn) {
+    int waiting = Request::kWaiting;
+    if (!request->state.compare_exchange_strong(waiting, Request::kAbandoned)) {
+      request->done.WaitForNotification();  // answered just now
+      return std::move(request->result);
+    }
+  }
+  absl::Status s = absl::DeadlineExceededError(
+      withdrawn ? fmt::format("request to model {} version {} timed out in the queue", labels_.model,
+                              labels_.version)
+                : fmt::format("request to model {} version {} timed out while its batch was computing; the "
+                              "model's answer will be discarded",
+                              labels_.model, labels_.version));
+  series_->requests(s.code()).Increment();
+  series_->failures(FailureReason::kDeadline).Increment();
+  series_->request_duration().Observe(Seconds(absl::Now() - request->arrival));
+  if (!withdrawn) request.release();  // the worker deletes it when its batch ends (Complete)
+  return s;
 }
 
 void ModelRunner::Submit(std::vector<Tensor> inputs, std::optional<absl::Time> deadline, Callback done) {

@@ -21,9 +21,15 @@
 // bad request does not fail the others. Inputs are checked against the
 // signature (ValidateInputs) before queueing (kInvalidArgument).
 //
-// Timeouts: the deadline bounds the time spent queued. Once a backend call
-// has started it runs to completion (backends have their own limits, e.g.
-// BackendOptions::python_timeout_ms) and its requests get its answer.
+// Timeouts: Infer answers kDeadlineExceeded at the deadline, whether the
+// request is still queued (it is withdrawn and never runs) or its batch is
+// computing. A backend call cannot be interrupted: it runs to completion
+// (backends have their own limits, e.g. BackendOptions::python_timeout_ms),
+// the other requests of its batch get their answers, and the timed-out
+// request's answer is discarded. The exception is a request run directly on
+// the caller's thread by an idle model (no batching delay configured): it is
+// answered when its call ends. Submit's callbacks always get the answer;
+// only a deadline passing in the queue fails them.
 //
 // Thread-safety: thread-safe. Infer blocks the calling thread (the HTTP
 // server runs one thread per connection); Submit does not.

@@ -220,6 +220,36 @@ TEST_F(ModelRunnerTest, DeadlinePassingInQueueFailsWithoutRunning) {
   EXPECT_EQ(runner->Statistics()["failures"]["deadline"], 1);
 }
 
+TEST_F(ModelRunnerTest, DeadlinePassingWhileComputingIsAnsweredAtTheDeadline) {
+  // A batching delay: every request goes through the queue to a worker.
+  auto runner = NewRunner({.max_batch_size = 4, .max_queue_delay_us = 1000, .instances = 1});
+  backend_->Close();
+  absl::Notification answered;
+  std::thread opener([&] {  // so that a caller held until the call ends fails instead of hanging
+    if (!answered.WaitForNotificationWithTimeout(absl::Seconds(5))) backend_->Open();
+  });
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(runner->Infer(Rows(1), start + absl::Milliseconds(50)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("while its batch was computing")));
+  answered.Notify();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_THAT(backend_->calls(), ElementsAre(1));  // it had started
+  EXPECT_EQ(runner->in_flight(), 1);               // the model is still busy with it
+  backend_->Open();
+  opener.join();
+  runner->Drain();  // the worker finishes the call and drops the answer
+  EXPECT_EQ(runner->in_flight(), 0);
+  const Json stats = runner->Statistics();
+  EXPECT_EQ(stats["failures"]["deadline"], 1);
+  // Counted once, as the failure the caller saw.
+  EXPECT_EQ(stats["requests"].value("deadline_exceeded", 0), 1) << stats.dump();
+  EXPECT_EQ(stats["requests"].value("ok", 0), 0) << stats.dump();
+  // Requests that meet their deadline are unaffected.
+  auto next = NewRunner({.max_batch_size = 4, .max_queue_delay_us = 1000, .instances = 1});
+  ASSERT_OK_AND_ASSIGN(RunResult r, next->Infer(Rows(2), absl::Now() + absl::Seconds(30)));
+  EXPECT_EQ(r.outputs[0].values<float>()[1], RowSum(1, 1));
+}
+
 TEST_F(ModelRunnerTest, DefaultTimeoutApplies) {
   auto runner = NewRunner({.default_timeout_ms = 20});
   backend_->Close();
