@@ -182,6 +182,17 @@ Json ModelRunner::Statistics() const {
 // ---------------------------------------------------------------------------
 // Requests in
 
+std::unique_ptr<ModelRunner::Request> ModelRunner::NewRequest(std::vector<Tensor> inputs,
+                                                              std::optional<absl::Time> deadline) const {
+  auto request = std::make_unique<Request>();
+  request->arrival = absl::Now();
+  request->deadline = deadline.value_or(options_.default_timeout_ms > 0
+                                            ? request->arrival + absl::Milliseconds(options_.default_timeout_ms)
+                                            : absl::InfiniteFuture());
+  request->inputs = std::move(inputs);
+  return request;
+}
+
 absl::Status ModelRunner::Prepare(Request* request) {
   RETURN_IF_ERROR(ValidateInputs(backend_->signature(), request->inputs));
   SortBySignature(backend_->signature(), request->inputs);
@@ -260,12 +271,7 @@ absl::StatusOr<RunResult> ModelRunner::Infer(std::vector<Tensor> inputs, std::op
 absl::StatusOr<RunResult> ModelRunner::TryInfer(std::vector<Tensor>& inputs, std::optional<absl::Time> deadline) {
   // On the heap: a request given up at its deadline stays with the worker
   // that is computing it.
-  auto request = std::make_unique<Request>();
-  request->arrival = absl::Now();
-  request->deadline = deadline.value_or(options_.default_timeout_ms > 0
-                                            ? request->arrival + absl::Milliseconds(options_.default_timeout_ms)
-                                            : absl::InfiniteFuture());
-  request->inputs = std::move(inputs);
+  std::unique_ptr<Request> request = NewRequest(std::move(inputs), deadline);
   absl::Status prepared = Prepare(request.get());
   if (prepared.ok() && ClaimIdleInstance()) {
     // An idle model computes on the caller's thread: no hand-off, and no
@@ -321,12 +327,7 @@ absl::StatusOr<RunResult> ModelRunner::TryInfer(std::vector<Tensor>& inputs, std
 }
 
 void ModelRunner::Submit(std::vector<Tensor> inputs, std::optional<absl::Time> deadline, Callback done) {
-  auto request = std::make_unique<Request>();
-  request->arrival = absl::Now();
-  request->deadline = deadline.value_or(options_.default_timeout_ms > 0
-                                            ? request->arrival + absl::Milliseconds(options_.default_timeout_ms)
-                                            : absl::InfiniteFuture());
-  request->inputs = std::move(inputs);
+  std::unique_ptr<Request> request = NewRequest(std::move(inputs), deadline);
   request->callback = std::move(done);
   absl::Status prepared = Prepare(request.get());
   if (absl::Status s = prepared.ok() ? Enqueue(request.get()) : prepared; !s.ok()) {

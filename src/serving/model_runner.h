@@ -151,6 +151,8 @@ class ModelRunner {
               std::unique_ptr<ModelSeries> series);
 
   // Validates `request`'s inputs and puts them in signature order.
+  // A request arriving now; its deadline is `deadline`, else default_timeout_ms.
+  std::unique_ptr<Request> NewRequest(std::vector<Tensor> inputs, std::optional<absl::Time> deadline) const;
   absl::Status Prepare(Request* request);
   // Queues a prepared `request` (taking ownership when queued); on refusal
   // returns the error and leaves `request` to the caller.
