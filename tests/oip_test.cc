@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "api/data_directory.h"
 #include "api/inference_api.h"
 #include "api/local_registry.h"
@@ -360,6 +361,49 @@ TEST_F(OipTest, EveryDatatypeRoundTripsThroughAPythonModel) {
     if (flat[0].is_array()) flat = Json::array({1.5, -0.25, 3.0e10, 0.0});
     EXPECT_EQ(outputs[name]["data"], flat) << name;
   }
+}
+
+TEST_F(OipTest, ARequestPastItsDeadlineIs504AtTheDeadlineEvenWhileComputing) {
+  // x > 0 makes the model take 2 s; warm-up's zeros are quick.
+  std::string folder = tmp_.path() + "/slow";
+  fs::create_directories(folder);
+  std::ofstream(folder + "/cairn-model.yaml") << R"(flavor: python
+file: slow.py
+signature:
+  inputs:
+    - {name: x, datatype: FP32, shape: [-1, 1]}
+)";
+  std::ofstream(folder + "/slow.py") << R"(
+import time
+def predict(inputs):
+    if float(inputs["x"][0][0]) > 0:
+        time.sleep(2)
+    return {"y": inputs["x"]}
+)";
+  SetAlias("slow", "production", Register("slow", folder));
+  // A batching delay sends every request through the queue to a worker.
+  Deploy("slow", {{"max_batch_size", 4}, {"max_queue_delay_us", 1000}, {"instances", 2}});
+  ASSERT_THAT(plane_->Reconcile(), IsOk());
+  auto body = [](float x) {
+    return Json{{"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {1, 1}}, {"data", {x}}}}}}.dump();
+  };
+
+  const absl::Time start = absl::Now();
+  Answer late = Call(Method::kPost, "/v2/models/slow/infer", body(1), {{"X-Cairn-Timeout-Ms", "300"}});
+  EXPECT_EQ(late.status, 504) << late.raw.body;
+  EXPECT_THAT(late.body.value("error", ""), HasSubstr("timed out while its batch was computing"));
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(1800));  // not held for the model's 2 s
+
+  // The other instance answers meanwhile; the same deadline as a parameter.
+  Answer quick = Call(Method::kPost, "/v2/models/slow/infer",
+                      Json{{"parameters", {{"timeout_ms", 5000}}},
+                           {"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {1, 1}}, {"data", {0}}}}}}
+                          .dump());
+  EXPECT_EQ(quick.status, 200) << quick.raw.body;
+
+  Answer bad = Call(Method::kPost, "/v2/models/slow/infer", body(0), {{"X-Cairn-Timeout-Ms", "soon"}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body.value("error", ""), HasSubstr("X-Cairn-Timeout-Ms"));
 }
 
 TEST_F(OipTest, MetricsAndStatisticsCountRequestsPerVersion) {
