@@ -53,13 +53,13 @@ MATCHER_P2(StatusIs, code, message_matcher, "has status code " + absl::StatusCod
          ::testing::ExplainMatchResult(message_matcher, std::string(s.message()), result_listener);
 }
 
-// A fresh directory under $TMPDIR (or /tmp), removed recursively on destruction.
 // The bytes of the file at `path`; empty when it cannot be read.
 inline std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// A fresh directory under $TMPDIR (or /tmp), removed recursively on destruction.
 class ScopedTempDir {
  public:
   ScopedTempDir() {

@@ -25,6 +25,7 @@
 namespace cairn::exec {
 namespace {
 
+using ::cairn::testing::ReadFileOrEmpty;
 using ::cairn::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -34,13 +35,6 @@ constexpr char kPython[] = "/usr/bin/python3";
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // A token that no other process on the machine has on its command line.
@@ -55,7 +49,7 @@ bool ProcessWithMarkerExists(const std::string& marker) {
   if (proc == nullptr) return false;
   while (dirent* e = ::readdir(proc.get())) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::string cmdline = ReadFile(fmt::format("/proc/{}/cmdline", e->d_name));
+    std::string cmdline = ReadFileOrEmpty(fmt::format("/proc/{}/cmdline", e->d_name));
     if (cmdline.find(marker) != std::string::npos) return true;
   }
   return false;
@@ -223,7 +217,7 @@ TEST_P(ExecutorSuite, StdoutAndStderrBothInLog) {
   const std::string log = ReadWholeLog(id);
   EXPECT_THAT(log, HasSubstr("to-stdout\n"));
   EXPECT_THAT(log, HasSubstr("to-stderr\n"));
-  EXPECT_EQ(JobOutput(ReadFile(spec.job_dir + "/" + kJobLogFile)), log);
+  EXPECT_EQ(JobOutput(ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile)), log);
 }
 
 TEST_P(ExecutorSuite, LogReadableWhileRunning) {
@@ -312,12 +306,12 @@ echo result > /cairn/out/model/w.txt && mkdir /cairn/out/model/sub && echo deep 
   spec.outputs.push_back({"model", model});
   JobStatus st = RunJob(spec);
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  const std::string log = ReadFile(spec.job_dir + "/" + kJobLogFile);
+  const std::string log = ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile);
   EXPECT_THAT(log, HasSubstr("payload\nconfig\nINPUT-READ-ONLY\nINPUT-UNCHANGED\n"));
   EXPECT_FALSE(std::filesystem::exists(data + "/new"));
-  EXPECT_EQ(ReadFile(data + "/a.txt"), "payload\n");
-  EXPECT_EQ(ReadFile(model + "/w.txt"), "result\n");
-  EXPECT_EQ(ReadFile(model + "/sub/x"), "deep\n");
+  EXPECT_EQ(ReadFileOrEmpty(data + "/a.txt"), "payload\n");
+  EXPECT_EQ(ReadFileOrEmpty(model + "/w.txt"), "result\n");
+  EXPECT_EQ(ReadFileOrEmpty(model + "/sub/x"), "deep\n");
 }
 
 TEST_P(ExecutorSuite, CodeDirIsTheWorkingDirectory) {
@@ -326,7 +320,7 @@ TEST_P(ExecutorSuite, CodeDirIsTheWorkingDirectory) {
   WriteFile(spec.code_dir + "/data.txt", "from-code");
   JobStatus st = RunJob(spec);
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  const std::string log = ReadFile(spec.job_dir + "/" + kJobLogFile);
+  const std::string log = ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile);
   EXPECT_THAT(log, HasSubstr("cwd=/cairn/code\nfrom-code"));
 }
 
@@ -344,7 +338,7 @@ print("checked")
   }
   JobStatus st = RunJob(spec);
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  const std::string log = ReadFile(spec.job_dir + "/" + kJobLogFile);
+  const std::string log = ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile);
   EXPECT_THAT(log, HasSubstr("checked"));
   EXPECT_THAT(log, Not(HasSubstr("VISIBLE")));
 }
@@ -354,14 +348,14 @@ TEST_P(ExecutorSuite, NoDescriptorsLeakIntoTheJob) {
   JobSpec spec = NewSpec({kPython, "-c", "import os; print('fds', sorted(int(f) for f in os.listdir('/proc/self/fd')))"});
   JobStatus st = RunJob(spec);
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  EXPECT_THAT(ReadFile(spec.job_dir + "/" + kJobLogFile), HasSubstr("fds [0, 1, 2, 3]\n"));
+  EXPECT_THAT(ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile), HasSubstr("fds [0, 1, 2, 3]\n"));
 }
 
 TEST_P(ExecutorSuite, RunsAsANonRootUser) {
   JobSpec spec = NewSpec({kPython, "-c", "import os; print(f'uid={os.getuid()} euid={os.geteuid()} gid={os.getgid()}')"});
   JobStatus st = RunJob(spec);
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  const std::string log = ReadFile(spec.job_dir + "/" + kJobLogFile);
+  const std::string log = ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile);
   EXPECT_THAT(log, HasSubstr("uid="));
   EXPECT_THAT(log, Not(HasSubstr("uid=0 ")));
   EXPECT_THAT(log, Not(HasSubstr("euid=0 ")));
@@ -374,7 +368,7 @@ TEST_P(ExecutorSuite, NoNetworkByDefault) {
   JobSpec spec = NewSpec({kPython, "-c", kNetworkProbe, std::to_string(listener.port())});
   JobStatus st = RunJob(spec);
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  const std::string log = ReadFile(spec.job_dir + "/" + kJobLogFile);
+  const std::string log = ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile);
   EXPECT_THAT(log, HasSubstr("REFUSED"));
   EXPECT_THAT(log, Not(HasSubstr("CONNECTED")));
   EXPECT_THAT(log, HasSubstr("IFACES=lo\n"));
@@ -387,7 +381,7 @@ TEST_P(ExecutorSuite, NetworkWhenAsked) {
   spec.network = true;
   JobStatus st = RunJob(spec);
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  EXPECT_THAT(ReadFile(spec.job_dir + "/" + kJobLogFile), HasSubstr("CONNECTED"));
+  EXPECT_THAT(ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile), HasSubstr("CONNECTED"));
 }
 
 // --- Limits -------------------------------------------------------------------
@@ -426,7 +420,7 @@ print("all forks worked", flush=True)
   spec.resources.max_processes = 32;
   JobStatus st = RunJob(spec);
   EXPECT_EQ(st.state, JobState::kFailed);
-  const std::string log = ReadFile(spec.job_dir + "/" + kJobLogFile);
+  const std::string log = ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile);
   EXPECT_THAT(log, Not(HasSubstr("all forks worked")));
   // Where the limit is per user (RLIMIT_NPROC), other jobs of the same user
   // may have used it up before this one even started; otherwise the job

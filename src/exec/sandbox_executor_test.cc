@@ -20,6 +20,7 @@
 namespace cairn::exec {
 namespace {
 
+using ::cairn::testing::ReadFileOrEmpty;
 using ::cairn::testing::ScopedTempDir;
 using ::cairn::testing::StatusIs;
 using ::testing::HasSubstr;
@@ -49,13 +50,6 @@ ExecutorFactory LocalFactory(const std::string& name, const std::string& cgroup_
 INSTANTIATE_TEST_SUITE_P(Local, ExecutorSuite,
                          ::testing::Values(LocalFactory("cgroups", ""), LocalFactory("rlimits", "none")),
                          ExecutorFactoryName);
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 JobSpec SpecIn(const std::string& dir, std::vector<std::string> argv) {
   JobSpec spec;
@@ -116,7 +110,7 @@ TEST(SandboxExecutor, CancelOfAQueuedJobNeverStartsIt) {
   std::ofstream(ctl + "/go") << "";
   ASSERT_OK_AND_ASSIGN(st, executor->Wait(first, absl::Seconds(60)));
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  EXPECT_EQ(ReadFile(queued.job_dir + "/" + kJobLogFile), "");  // it never ran
+  EXPECT_EQ(ReadFileOrEmpty(queued.job_dir + "/" + kJobLogFile), "");  // it never ran
 }
 
 TEST(SandboxExecutor, WaitTimesOutOnARunningJob) {

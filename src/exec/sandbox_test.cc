@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -27,18 +26,12 @@
 namespace cairn::exec {
 namespace {
 
+using ::cairn::testing::ReadFileOrEmpty;
 using ::cairn::testing::ScopedTempDir;
 using ::cairn::testing::StatusIs;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string MakeDir(const std::string& path) {
   std::filesystem::create_directories(path);
@@ -379,7 +372,7 @@ TEST(RunInSandbox, NoWallTimeLimitAtAll) {
   spec.resources.wall_timeout = absl::InfiniteDuration();
   ASSERT_OK_AND_ASSIGN(JobStatus st, RunInSandbox(spec, "inf", SandboxOptions()));
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  EXPECT_THAT(ReadFile(spec.job_dir + "/" + kJobLogFile), HasSubstr("unlimited\n"));
+  EXPECT_THAT(ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile), HasSubstr("unlimited\n"));
 }
 
 TEST(RunInSandbox, ACancelFlagSetBeforehandCancels) {
@@ -395,7 +388,7 @@ TEST(RunInSandbox, CommandNotFoundFails) {
   JobSpec spec = SpecIn(tmp.path(), {"no-such-command-anywhere"});
   ASSERT_OK_AND_ASSIGN(JobStatus st, RunInSandbox(spec, "nf", SandboxOptions()));
   EXPECT_EQ(st.state, JobState::kFailed);
-  EXPECT_THAT(ReadFile(spec.job_dir + "/" + kJobLogFile), HasSubstr("no-such-command-anywhere"));
+  EXPECT_THAT(ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile), HasSubstr("no-such-command-anywhere"));
 }
 
 TEST(RunInSandbox, KilledBySignalIsReportedAsSuch) {
@@ -430,7 +423,7 @@ TEST(RunInSandbox, WithoutCgroupsTheLogSaysWhichRlimitsStandIn) {
   options.cgroup_root = "none";
   ASSERT_OK_AND_ASSIGN(JobStatus st, RunInSandbox(spec, "rl", options));
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
-  const std::string log = ReadFile(spec.job_dir + "/" + kJobLogFile);
+  const std::string log = ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile);
   EXPECT_THAT(log, HasSubstr("cairn-sandbox: no writable memory cgroup"));
   EXPECT_THAT(log, HasSubstr("RLIMIT_AS"));
   EXPECT_THAT(log, HasSubstr("RLIMIT_NPROC"));
@@ -457,7 +450,7 @@ TEST(RunInSandbox, ACommandThatCouldNotBeForkedIsASetupFailureNotAnExitCode) {
     EXPECT_EQ(st.status().code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_THAT(st.status().message(), HasSubstr("already runs 2 processes"));
   }
-  EXPECT_THAT(ReadFile(spec.job_dir + "/" + kJobLogFile), Not(HasSubstr("ran\n")));
+  EXPECT_THAT(ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile), Not(HasSubstr("ran\n")));
 }
 
 TEST(RunInSandbox, JobCgroupsAreRemovedAfterwards) {
@@ -468,7 +461,7 @@ TEST(RunInSandbox, JobCgroupsAreRemovedAfterwards) {
   ASSERT_OK_AND_ASSIGN(JobStatus st, RunInSandbox(spec, "cleanup-check", SandboxOptions()));
   EXPECT_EQ(st.state, JobState::kSucceeded) << st.reason;
   // The job ran under cgroups (the log has no rlimit note) and left none behind.
-  EXPECT_THAT(ReadFile(spec.job_dir + "/" + kJobLogFile), Not(HasSubstr("cairn-sandbox:")));
+  EXPECT_THAT(ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile), Not(HasSubstr("cairn-sandbox:")));
   const std::string name = JobCgroupName("cleanup-check");
   for (CgroupController c :
        {CgroupController::kMemory, CgroupController::kPids, CgroupController::kCpu, CgroupController::kCpuAcct}) {
@@ -550,7 +543,7 @@ TEST(RunJobDirectory, RunsTheSpecAndWritesTheResult) {
   ASSERT_OK_AND_ASSIGN(JobStatus written, ReadJobResult(spec.job_dir));
   EXPECT_EQ(written.state, JobState::kFailed);
   EXPECT_EQ(written.exit_code, 4);
-  const std::string log = ReadFile(spec.job_dir + "/" + kJobLogFile);
+  const std::string log = ReadFileOrEmpty(spec.job_dir + "/" + kJobLogFile);
   EXPECT_THAT(log, HasSubstr("from-dir\n"));
   EXPECT_THAT(log, HasSubstr("id=job\n"));  // the job dir's base name
 }

@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "base/sha256.h"
 #include "base/testing.h"
@@ -15,6 +14,7 @@ namespace cairn::pipeline {
 namespace {
 
 namespace fs = std::filesystem;
+using ::cairn::testing::ReadFileOrEmpty;
 using ::cairn::testing::ScopedTempDir;
 using ::cairn::testing::StatusIs;
 using ::testing::ElementsAre;
@@ -25,13 +25,6 @@ using ::testing::Not;
 void WriteFile(const std::string& path, const std::string& content) {
   fs::create_directories(fs::path(path).parent_path());
   std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::vector<std::string> Paths(const CodeSnapshot& snap) {
@@ -318,8 +311,8 @@ TEST(MaterializeSnapshotTest, RoundTrip) {
   ASSERT_OK_AND_ASSIGN(CodeSnapshot snap, SnapshotCode(project));
   const std::string dest = tmp.path() + "/copies/run1";
   ASSERT_OK(MaterializeSnapshot(snap, project, dest));
-  EXPECT_EQ(ReadFile(dest + "/train.py"), "print('train')\n");
-  EXPECT_EQ(ReadFile(dest + "/lib/util.py"), "X = 1\n");
+  EXPECT_EQ(ReadFileOrEmpty(dest + "/train.py"), "print('train')\n");
+  EXPECT_EQ(ReadFileOrEmpty(dest + "/lib/util.py"), "X = 1\n");
   EXPECT_FALSE(fs::exists(dest + "/debug.log"));
   EXPECT_FALSE(fs::exists(dest + "/cairn-data"));
   EXPECT_TRUE(fs::is_symlink(dest + "/latest.py"));

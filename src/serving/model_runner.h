@@ -150,9 +150,9 @@ class ModelRunner {
               std::unique_ptr<MetricRegistry> own_registry, std::unique_ptr<InferenceMetrics> own_metrics,
               std::unique_ptr<ModelSeries> series);
 
-  // Validates `request`'s inputs and puts them in signature order.
   // A request arriving now; its deadline is `deadline`, else default_timeout_ms.
   std::unique_ptr<Request> NewRequest(std::vector<Tensor> inputs, std::optional<absl::Time> deadline) const;
+  // Validates `request`'s inputs and puts them in signature order.
   absl::Status Prepare(Request* request);
   // Queues a prepared `request` (taking ownership when queued); on refusal
   // returns the error and leaves `request` to the caller.
