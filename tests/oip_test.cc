@@ -364,7 +364,7 @@ TEST_F(OipTest, EveryDatatypeRoundTripsThroughAPythonModel) {
 }
 
 TEST_F(OipTest, ARequestPastItsDeadlineIs504AtTheDeadlineEvenWhileComputing) {
-  // x > 0 makes the model take 2 s; warm-up's zeros are quick.
+  // x > 0 makes the model take 4 s; warm-up's zeros are quick.
   std::string folder = tmp_.path() + "/slow";
   fs::create_directories(folder);
   std::ofstream(folder + "/cairn-model.yaml") << R"(flavor: python
@@ -377,7 +377,7 @@ signature:
 import time
 def predict(inputs):
     if float(inputs["x"][0][0]) > 0:
-        time.sleep(2)
+        time.sleep(4)
     return {"y": inputs["x"]}
 )";
   SetAlias("slow", "production", Register("slow", folder));
@@ -389,10 +389,11 @@ def predict(inputs):
   };
 
   const absl::Time start = absl::Now();
-  Answer late = Call(Method::kPost, "/v2/models/slow/infer", body(1), {{"X-Cairn-Timeout-Ms", "300"}});
+  // A second is ample for a worker to take the request (after 1 ms).
+  Answer late = Call(Method::kPost, "/v2/models/slow/infer", body(1), {{"X-Cairn-Timeout-Ms", "1000"}});
   EXPECT_EQ(late.status, 504) << late.raw.body;
   EXPECT_THAT(late.body.value("error", ""), HasSubstr("timed out while its batch was computing"));
-  EXPECT_LT(absl::Now() - start, absl::Milliseconds(1800));  // not held for the model's 2 s
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(3500));  // not held for the model's 4 s
 
   // The other instance answers meanwhile; the same deadline as a parameter.
   Answer quick = Call(Method::kPost, "/v2/models/slow/infer",

@@ -704,7 +704,7 @@ absl::StatusOr<JobStatus> SandboxRun::Run() {
     final_status.exit_code.reset();
     final_status.term_signal.reset();
     final_status.reason = fmt::format("sandbox setup failed: {}", message.empty() ? "bwrap exited" : message);
-    if (by_nproc && message.find("Resource temporarily unavailable") != std::string::npos) {
+    if (by_nproc && message.find(::strerror(EAGAIN)) != std::string::npos) {
       final_status.reason += NprocHint();
     }
   }
