@@ -130,9 +130,9 @@ class EmbeddedTransport : public Transport {
     req.body = std::move(body);
     req.remote_address = "embedded";
     http::Router::Match match = router_->Find(method, req.path);
-    if (match.handler == nullptr) return router_->NotFound(req, match.allowed);
+    if (!match.found()) return router_->NotFound(req, match.allowed);
     req.path_rest = match.path_rest;
-    return (*match.handler)(req);
+    return http::Router::Call(match, req);
   }
 
   static absl::StatusOr<std::string> Drain(http::Response& r) {

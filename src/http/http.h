@@ -1,11 +1,19 @@
 // HTTP/1.1 server and client (Boost.Beast), protocol-neutral: the api module
 // puts MLflow, Open Inference Protocol and Cairn handlers on top.
 //
-// Server model: one acceptor thread; each accepted connection is served by
-// its own thread (keep-alive; requests on one connection are sequential),
-// up to Options::max_connections (beyond that new connections wait in the
-// kernel backlog). Connection threads are pooled and reused, not created per
-// request. Handlers may block (e.g. waiting for a group commit). A handler
+// Server model: one acceptor thread hands accepted connections to
+// Options::loop_threads event loops (epoll), up to Options::max_connections
+// (beyond that new connections wait in the kernel backlog). A loop reads and
+// parses requests; a request for an asynchronous route (Router::AddAsync)
+// whose body is complete is handled on the loop itself, without a thread
+// hand-off, and answered through its Responder from whichever thread
+// completes it (e.g. a model's batch worker). Any other request moves its
+// connection to a connection thread, which serves it and every later
+// request on that connection as before (keep-alive; requests on one
+// connection are sequential). Connection threads are pooled and reused, not
+// created per request. Synchronous handlers may block (e.g. waiting for a
+// group commit); asynchronous handlers must not (Responder::SendFrom runs
+// blocking work on a connection thread). A handler
 // that throws is answered 500 (handlers should not throw); malformed HTTP is
 // answered 400 and the connection closed. HEAD requests with no HEAD route
 // are served by the GET route, without the body. "Expect: 100-continue" is
@@ -99,6 +107,35 @@ struct Response {
 
 using Handler = std::function<Response(Request&)>;
 
+// Answers one request of an asynchronous handler. Call Send (or SendFrom)
+// exactly once, from any thread; the Request stays valid until then, not
+// after. Dropping a Responder without sending answers 500. Move-only.
+class Responder {
+ public:
+  using SendFn = std::function<void(Response)>;
+  using RunFn = std::function<void(std::function<void()>)>;  // runs a task where it may block
+
+  Responder() = default;
+  Responder(SendFn send, RunFn run_blocking) : send_(std::move(send)), run_blocking_(std::move(run_blocking)) {}
+  Responder(Responder&& other) noexcept = default;
+  Responder& operator=(Responder&& other) noexcept;
+  Responder(const Responder&) = delete;
+  Responder& operator=(const Responder&) = delete;
+  ~Responder();
+
+  void Send(Response response);
+  // Runs `blocking` on a connection thread (where it may block) and sends
+  // its result.
+  void SendFrom(std::function<Response()> blocking);
+
+ private:
+  SendFn send_;
+  RunFn run_blocking_;
+};
+
+// Must not block; see Responder. A thrown exception answers 500.
+using AsyncHandler = std::function<void(Request&, Responder)>;
+
 struct RouteOptions {
   bool stream_body = false;
   uint64_t max_body_bytes = 64ull << 20;  // for non-streaming routes
@@ -112,17 +149,26 @@ class Router {
   // "/a/" (path_rest "") and "/a/x/y" (path_rest "x/y") but not "/a". An
   // exact route for another method does not hide a prefix route for this one.
   void Add(Method method, std::string pattern, Handler handler, RouteOptions options = {});
+  // An asynchronous route (see the top). RouteOptions::stream_body is not
+  // supported (kept false).
+  void AddAsync(Method method, std::string pattern, AsyncHandler handler, RouteOptions options = {});
   // Called for paths no route matches (default: 404 text). `allowed` lists
   // the methods of routes matching the path, if any (for a 405).
   void SetNotFound(std::function<Response(Request&, const std::vector<Method>& allowed)> handler);
 
   struct Match {
-    const Handler* handler = nullptr;
+    const Handler* handler = nullptr;              // a synchronous route, or
+    const AsyncHandler* async_handler = nullptr;   // an asynchronous one
     const RouteOptions* options = nullptr;
     std::string path_rest;
-    std::vector<Method> allowed;  // when handler is null
+    std::vector<Method> allowed;  // when neither handler is set
+    bool found() const { return handler != nullptr || async_handler != nullptr; }
   };
   Match Find(Method method, std::string_view path) const;
+  // Runs a found route's handler on this thread and returns its response;
+  // an asynchronous handler is waited for (its SendFrom work runs on this
+  // thread). A handler that throws gives 500.
+  static Response Call(const Match& match, Request& request);
   Response NotFound(Request& request, const std::vector<Method>& allowed) const;
 
  private:
@@ -131,8 +177,11 @@ class Router {
     std::string pattern;
     bool prefix;
     Handler handler;
+    AsyncHandler async_handler;  // set instead of `handler` for AddAsync routes
     RouteOptions options;
   };
+  void AddRoute(Route route);
+  static void SetHandler(const Route& route, Match& match);
   struct PathHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -151,6 +200,7 @@ class Server {
     int port = 5000;           // 0: pick a free port (see port())
     int max_connections = 512;
     int64_t idle_timeout_ms = 120000;  // keep-alive connections idle longer are closed
+    int loop_threads = 0;              // event loops; 0: one per core, at most 4
   };
   // Binds and starts serving. kUnavailable if the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<Server>> Create(const Options& options, Router router);

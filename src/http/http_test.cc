@@ -128,6 +128,36 @@ Router TestRouter() {
     return Response::Text(std::stoi(req.Query("status").value_or("500")), req.Query("body").value_or(""),
                           "application/json");
   });
+  // Asynchronous routes: answered on the loop, later from another thread,
+  // from a blocking task, or not at all.
+  r.AddAsync(Method::kPost, "/async/now", [](Request& req, Responder reply) {
+    reply.Send(Response::Text(200, "now:" + req.body));
+  });
+  r.AddAsync(Method::kPost, "/async/later", [](Request& req, Responder reply) {
+    int ms = std::stoi(req.Query("ms").value_or("20"));
+    std::string answer = "later:" + req.body;
+    std::thread([reply = std::move(reply), ms, answer]() mutable {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      reply.Send(Response::Text(200, answer));
+    }).detach();
+  });
+  r.AddAsync(Method::kPost, "/async/blocking", [](Request& req, Responder reply) {
+    reply.SendFrom([body = req.body] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      return Response::Text(200, "blocking:" + body);
+    });
+  });
+  r.AddAsync(Method::kPost, "/async/drop", [](Request&, Responder) {});
+  r.AddAsync(Method::kPost, "/async/throw", [](Request&, Responder) { throw std::runtime_error("boom"); });
+  r.AddAsync(Method::kPost, "/async/big", [](Request& req, Responder reply) {
+    uint64_t size = std::stoull(req.Query("size").value_or("0"));
+    std::string body(size, '\0');
+    for (uint64_t i = 0; i < size; ++i) body[i] = PatternByte(i);
+    reply.Send(Response::Text(200, std::move(body), "application/octet-stream"));
+  });
+  r.AddAsync(Method::kPost, "/async/small", [](Request& req, Responder reply) {
+    reply.Send(Response::Text(200, std::to_string(req.body.size())));
+  }, {.max_body_bytes = 1024});
   return r;
 }
 
@@ -642,6 +672,129 @@ TEST_F(HttpServerTest, StopWaitsForInFlightRequests) {
   ASSERT_THAT(slow, IsOk());
   EXPECT_EQ(slow->body, "slept");
   EXPECT_EQ(slow->Header("connection"), "close");
+}
+
+TEST_F(HttpServerTest, AsyncRoutesAnswerOnTheLoopLaterOrFromABlockingTask) {
+  for (int i = 0; i < 3; ++i) {  // one keep-alive connection throughout
+    auto now = client_->Send(Method::kPost, "/async/now", "a" + std::to_string(i), "text/plain");
+    ASSERT_THAT(now, IsOk());
+    EXPECT_EQ(now->status, 200);
+    EXPECT_EQ(now->body, "now:a" + std::to_string(i));
+    auto later = client_->Send(Method::kPost, "/async/later?ms=5", "b", "text/plain");
+    ASSERT_THAT(later, IsOk());
+    EXPECT_EQ(later->body, "later:b");
+    auto blocking = client_->Send(Method::kPost, "/async/blocking", "c", "text/plain");
+    ASSERT_THAT(blocking, IsOk());
+    EXPECT_EQ(blocking->body, "blocking:c");
+    // A synchronous route moves the connection to a thread, where
+    // asynchronous routes still work.
+    auto hello = client_->Send(Method::kGet, "/hello");
+    ASSERT_THAT(hello, IsOk());
+    EXPECT_EQ(hello->body, "hello");
+  }
+}
+
+TEST_F(HttpServerTest, AsyncHandlerThatDropsOrThrowsIs500) {
+  auto dropped = client_->Send(Method::kPost, "/async/drop", "x", "text/plain");
+  ASSERT_THAT(dropped, IsOk());
+  EXPECT_EQ(dropped->status, 500);
+  EXPECT_THAT(dropped->body, HasSubstr("dropped"));
+  auto threw = client_->Send(Method::kPost, "/async/throw", "x", "text/plain");
+  ASSERT_THAT(threw, IsOk());
+  EXPECT_EQ(threw->status, 500);
+  auto after = client_->Send(Method::kPost, "/async/now", "ok", "text/plain");  // the connection still works
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->body, "now:ok");
+}
+
+TEST_F(HttpServerTest, AsyncPipelinedAndSplitRequests) {
+  int fd = RawConnect();
+  // Two requests in one write, then a third, a synchronous one, whose
+  // bytes the loop has read when it hands the connection over.
+  SendAll(fd,
+          "POST /async/later?ms=30 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+          "POST /async/now HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwo"
+          "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto [head1, body1] = ReadResponse(fd);
+  EXPECT_THAT(head1, StartsWith("HTTP/1.1 200"));
+  EXPECT_EQ(body1, "later:one");
+  auto [head2, body2] = ReadResponse(fd);
+  EXPECT_EQ(body2, "now:two");
+  auto [head3, body3] = ReadResponse(fd);
+  EXPECT_EQ(body3, "hello");
+  ::close(fd);
+
+  // A header and body arriving in pieces.
+  fd = RawConnect();
+  SendAll(fd, "POST /async/now HTTP/1.1\r\nHo");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  SendAll(fd, "st: x\r\nContent-Length: 6\r\n\r\nab");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  SendAll(fd, "cdef");
+  auto [head4, body4] = ReadResponse(fd);
+  EXPECT_THAT(head4, StartsWith("HTTP/1.1 200"));
+  EXPECT_EQ(body4, "now:abcdef");
+  // "Connection: close": answered, then closed.
+  SendAll(fd, "POST /async/now HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nz");
+  auto [head5, body5] = ReadResponse(fd);
+  EXPECT_THAT(head5, HasSubstr("Connection: close"));
+  EXPECT_EQ(body5, "now:z");
+  char c;
+  EXPECT_EQ(::recv(fd, &c, 1, 0), 0);
+  ::close(fd);
+}
+
+TEST_F(HttpServerTest, AsyncBodyLimitAndMalformedRequests) {
+  auto big = client_->Send(Method::kPost, "/async/small", std::string(2000, 'x'), "text/plain");
+  ASSERT_THAT(big, IsOk());
+  EXPECT_EQ(big->status, 413);
+  auto ok = client_->Send(Method::kPost, "/async/small", std::string(1000, 'x'), "text/plain");
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_EQ(ok->body, "1000");
+  int fd = RawConnect();
+  SendAll(fd, "POST /async/now HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n");
+  auto [head, body] = ReadResponse(fd);
+  EXPECT_THAT(head, StartsWith("HTTP/1.1 400"));
+  ::close(fd);
+}
+
+TEST_F(HttpServerTest, AsyncLargeResponseToASlowReader) {
+  constexpr uint64_t kSize = 16 << 20;  // more than the socket buffers hold
+  int fd = RawConnect();
+  SendAll(fd, "POST /async/big?size=" + std::to_string(kSize) + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the loop has to wait for us
+  auto [head, body] = ReadResponse(fd);
+  EXPECT_THAT(head, StartsWith("HTTP/1.1 200"));
+  ASSERT_EQ(body.size(), kSize);
+  Fnv f;
+  f.Add(body.data(), body.size());
+  EXPECT_EQ(f.h, PatternHash(kSize));
+  SendAll(fd, "POST /async/now HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nq");
+  EXPECT_EQ(ReadResponse(fd).second, "now:q");
+  ::close(fd);
+}
+
+TEST_F(HttpServerTest, StopWaitsForInFlightAsyncRequests) {
+  absl::StatusOr<ClientResponse> slow;
+  std::thread t([&] { slow = NewClient()->Send(Method::kPost, "/async/later?ms=300", "s", "text/plain"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server_->Stop();
+  t.join();
+  ASSERT_THAT(slow, IsOk());
+  EXPECT_EQ(slow->body, "later:s");
+  EXPECT_EQ(slow->Header("connection"), "close");
+}
+
+TEST_F(HttpServerTest, LoopClosesIdleConnections) {
+  StartServer({.host = "127.0.0.1", .port = 0, .idle_timeout_ms = 100});
+  int fd = RawConnect();
+  SendAll(fd, "POST /async/now HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nq");
+  EXPECT_EQ(ReadResponse(fd).second, "now:q");
+  auto start = std::chrono::steady_clock::now();
+  char c;
+  EXPECT_EQ(::recv(fd, &c, 1, 0), 0);  // closed by the server
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  ::close(fd);
 }
 
 TEST_F(HttpServerTest, MaxConnectionsQueuesNewConnections) {

@@ -5,6 +5,9 @@
 #include <utility>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
+#include "absl/synchronization/notification.h"
 #include "http/http.h"
 
 namespace cairn::http {
@@ -119,22 +122,109 @@ Response Response::Text(int status, std::string body, std::string content_type) 
   return r;
 }
 
+Responder& Responder::operator=(Responder&& other) noexcept {
+  if (this != &other) {
+    if (send_) send_(Response::Text(500, "internal server error: the request was dropped\n"));
+    send_ = std::move(other.send_);
+    run_blocking_ = std::move(other.run_blocking_);
+    other.send_ = nullptr;
+  }
+  return *this;
+}
+
+Responder::~Responder() {
+  if (send_) send_(Response::Text(500, "internal server error: the request was dropped\n"));
+}
+
+void Responder::Send(Response response) {
+  if (!send_) return;  // sent already
+  SendFn send = std::move(send_);
+  send_ = nullptr;
+  send(std::move(response));
+}
+
+void Responder::SendFrom(std::function<Response()> blocking) {
+  if (!send_) return;
+  SendFn send = std::move(send_);
+  send_ = nullptr;
+  run_blocking_([send = std::move(send), blocking = std::move(blocking)] {
+    Response response;
+    try {
+      response = blocking();
+    } catch (...) {
+      response = Response::Text(500, "internal server error\n");
+    }
+    send(std::move(response));
+  });
+}
+
 void Router::Add(Method method, std::string pattern, Handler handler, RouteOptions options) {
-  bool prefix = pattern.size() >= 2 && pattern.compare(pattern.size() - 2, 2, "/*") == 0;
-  if (prefix) pattern.pop_back();  // keep the trailing '/'
+  AddRoute(Route{method, std::move(pattern), false, std::move(handler), nullptr, options});
+}
+
+void Router::AddAsync(Method method, std::string pattern, AsyncHandler handler, RouteOptions options) {
+  options.stream_body = false;
+  AddRoute(Route{method, std::move(pattern), false, nullptr, std::move(handler), options});
+}
+
+void Router::AddRoute(Route route) {
+  std::string& pattern = route.pattern;
+  route.prefix = pattern.size() >= 2 && pattern.compare(pattern.size() - 2, 2, "/*") == 0;
+  if (route.prefix) pattern.pop_back();  // keep the trailing '/'
+  const bool prefix = route.prefix;
   size_t index = routes_.size();
-  routes_.push_back(Route{method, pattern, prefix, std::move(handler), options});
+  routes_.push_back(std::move(route));
+  const std::string& stored = routes_.back().pattern;
   if (prefix) {
     auto pos = std::find_if(prefixes_.begin(), prefixes_.end(),
-                            [&](size_t i) { return routes_[i].pattern.size() < pattern.size(); });
+                            [&](size_t i) { return routes_[i].pattern.size() < stored.size(); });
     prefixes_.insert(pos, index);
   } else {
-    exact_[pattern].push_back(index);
+    exact_[stored].push_back(index);
   }
 }
 
 void Router::SetNotFound(std::function<Response(Request&, const std::vector<Method>& allowed)> handler) {
   not_found_ = std::move(handler);
+}
+
+void Router::SetHandler(const Route& route, Match& match) {
+  if (route.async_handler) {
+    match.async_handler = &route.async_handler;
+  } else {
+    match.handler = &route.handler;
+  }
+  match.options = &route.options;
+}
+
+Response Router::Call(const Match& match, Request& request) {
+  try {
+    if (match.handler != nullptr) return (*match.handler)(request);
+    if (match.async_handler != nullptr) {
+      Response response;
+      absl::Notification done;
+      bool threw = false;
+      try {
+        (*match.async_handler)(request, Responder(
+                                            [&](Response r) {
+                                              response = std::move(r);
+                                              done.Notify();
+                                            },
+                                            [](std::function<void()> task) { task(); }));
+      } catch (...) {
+        threw = true;
+        spdlog::error("http: handler for {} {} threw", MethodName(request.method), request.path);
+      }
+      done.WaitForNotification();  // the Responder may live on elsewhere
+      return threw ? Response::Text(500, "internal server error\n") : std::move(response);
+    }
+    return Response::Text(500, "internal server error: no handler\n");
+  } catch (const std::exception& e) {
+    spdlog::error("http: handler for {} {} threw: {}", MethodName(request.method), request.path, e.what());
+  } catch (...) {
+    spdlog::error("http: handler for {} {} threw a non-standard exception", MethodName(request.method), request.path);
+  }
+  return Response::Text(500, "internal server error\n");
 }
 
 Router::Match Router::Find(Method method, std::string_view path) const {
@@ -143,8 +233,7 @@ Router::Match Router::Find(Method method, std::string_view path) const {
   if (exact != exact_.end()) {
     for (size_t i : exact->second) {
       if (routes_[i].method == method) {
-        match.handler = &routes_[i].handler;
-        match.options = &routes_[i].options;
+        SetHandler(routes_[i], match);
         return match;
       }
     }
@@ -152,8 +241,7 @@ Router::Match Router::Find(Method method, std::string_view path) const {
   for (size_t i : prefixes_) {
     const Route& r = routes_[i];
     if (r.method == method && path.size() >= r.pattern.size() && path.compare(0, r.pattern.size(), r.pattern) == 0) {
-      match.handler = &r.handler;
-      match.options = &r.options;
+      SetHandler(r, match);
       match.path_rest = std::string(path.substr(r.pattern.size()));
       return match;
     }

@@ -1,21 +1,29 @@
-// Server: an acceptor thread hands accepted sockets to a pool of connection
-// threads (grown on demand up to max_connections, reused across
-// connections); each thread serves one keep-alive connection at a time.
+// Server: an acceptor thread hands accepted sockets to event loops (epoll).
+// A loop answers the requests of asynchronous routes itself; at the first
+// request it does not take (a synchronous or streaming route, a malformed
+// or unusual request) it hands the connection, with the bytes it has read,
+// to a pool of connection threads (grown on demand, reused across
+// connections), where one thread serves it from then on.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <limits>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +40,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "http/http.h"
 #include "http/internal/socket_stream.h"
@@ -133,15 +142,63 @@ std::string FormatAddress(const sockaddr_storage& addr) {
   return "unknown";
 }
 
-Response InvokeHandler(const std::function<Response(Request&)>& fn, Request& req) {
-  try {
-    return fn(req);
-  } catch (const std::exception& e) {
-    spdlog::error("http: handler for {} {} threw: {}", MethodName(req.method), req.path, e.what());
-  } catch (...) {
-    spdlog::error("http: handler for {} {} threw a non-standard exception", MethodName(req.method), req.path);
+// Copies the header fields into `req`, names lower-cased.
+template <class Fields>
+void CopyHeaders(const Fields& fields, Request& req) {
+  req.headers.reserve(16);
+  for (const auto& field : fields) {
+    std::string name(ToStd(field.name_string()));
+    for (char& c : name) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    req.headers.emplace_back(std::move(name), std::string(ToStd(field.value())));
   }
-  return Response::Text(500, "internal server error\n");
+}
+
+bool IsFramingHeader(std::string_view name) {
+  return beast::iequals(ToBeast(name), "content-length") || beast::iequals(ToBeast(name), "transfer-encoding") ||
+         beast::iequals(ToBeast(name), "connection");
+}
+
+// The response as bytes on the wire: head (status line and header) and,
+// unless `head_only`, the body. For responses without body_source.
+std::string SerializeResponse(Response& resp, unsigned version, bool head_only, bool keep_alive) {
+  const unsigned status = resp.status >= 100 && resp.status <= 999 ? static_cast<unsigned>(resp.status) : 500;
+  const bool bodyless = status < 200 || status == 204 || status == 304;
+  std::string out;
+  out.reserve(160 + (bodyless || head_only ? 0 : resp.body.size()));
+  beast::string_view reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out.append(reason.data(), reason.size());
+  out += "\r\n";
+  std::string_view content_type = resp.content_type;
+  for (const auto& [name, value] : resp.headers) {
+    if (beast::iequals(ToBeast(name), "content-type")) content_type = value;
+  }
+  if (!content_type.empty()) {
+    out += "Content-Type: ";
+    out += content_type;
+    out += "\r\n";
+  }
+  for (const auto& [name, value] : resp.headers) {
+    if (IsFramingHeader(name) || beast::iequals(ToBeast(name), "content-type")) continue;
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  if (!bodyless) {
+    out += "Content-Length: ";
+    out += std::to_string(resp.body.size());
+    out += "\r\n";
+  }
+  if (version == 10 && keep_alive) out += "Connection: keep-alive\r\n";
+  if (version != 10 && !keep_alive) out += "Connection: close\r\n";
+  out += "\r\n";
+  if (!bodyless && !head_only) out += resp.body;
+  return out;
 }
 
 // The request body of a streaming route, read from the socket on demand.
@@ -193,11 +250,103 @@ class StreamedBody final : public BodyStream {
 
 class ServerImpl;
 
+struct Accepted {
+  int fd = -1;
+  std::string remote;
+  std::string buffered;  // bytes an event loop read before handing the connection over
+};
+
+// A connection served by an event loop.
+struct LoopConnection {
+  enum class State { kReading, kBusy, kWriting };
+  // LoopConnection::completion bits: the loop returned from the handler /
+  // the response was written (as far as it could be without waiting).
+  static constexpr int kHandlerReturned = 1;
+  static constexpr int kResponded = 2;
+
+  int fd = -1;
+  std::string remote;
+  std::string in;   // read, not yet consumed
+  State state = State::kReading;  // the loop's thread only
+  int64_t last_active_ms = 0;     // the loop's thread only
+  // The request being answered, and how to answer it.
+  Request request;
+  unsigned version = 11;
+  bool keep_alive = true;
+  std::atomic<int> completion{0};
+  // Written by the responder before it sets kResponded, read by the loop after.
+  std::string out;        // the response
+  size_t out_sent = 0;    // bytes of `out` already sent
+  bool broken = false;    // writing failed
+};
+
+// One epoll loop and the connections it serves. Connections are registered
+// EPOLLONESHOT: an event reaches the loop only while the loop waits for
+// that connection, so while a request is being answered the responder
+// (any thread) may write to the socket without racing the loop.
+class EventLoop {
+ public:
+  explicit EventLoop(ServerImpl& server) : server_(server) {}
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  absl::Status Init();
+  void Start() { thread_ = std::thread([this] { Run(); }); }
+  // Any thread.
+  void Adopt(Accepted accepted) { Post(Op{Op::kAdopt, nullptr, std::move(accepted)}); }
+  // Any thread: close idle connections, finish busy ones, then end.
+  void RequestStop() { Post(Op{Op::kStop, nullptr, {}}); }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  struct Op {
+    enum Kind { kAdopt, kResume, kStop } kind;
+    LoopConnection* connection;
+    Accepted accepted;
+  };
+
+  void Post(Op op);
+  void Run();
+  void RunPosted();
+  void OnReadable(LoopConnection* c);
+  void OnWritable(LoopConnection* c);
+  // Answers the complete requests buffered in `c`, until one is pending or
+  // more bytes are needed (then waits for them).
+  void Process(LoopConnection* c);
+  // Any thread: writes `response` for `c`'s request.
+  void Respond(LoopConnection* c, Response response);
+  // After a response: true when `c` is ready for its next request.
+  bool AfterResponse(LoopConnection* c);
+  void Arm(LoopConnection* c, uint32_t events);
+  void Close(LoopConnection* c);
+  void HandOff(LoopConnection* c);
+  void Sweep();
+
+  ServerImpl& server_;
+  int epoll_fd_ = -1;
+  int event_fd_ = -1;
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::vector<Op> posted_ ABSL_GUARDED_BY(mu_);
+  // The loop's thread only:
+  absl::flat_hash_set<LoopConnection*> connections_;
+  bool stopping_ = false;
+};
+
 // One accepted connection, served by one thread.
 class Connection {
  public:
-  Connection(ServerImpl& server, SocketStream& stream, std::string remote)
-      : server_(server), stream_(stream), remote_(std::move(remote)) {}
+  // `buffered`: bytes already read from the socket (by an event loop).
+  Connection(ServerImpl& server, SocketStream& stream, std::string remote, std::string_view buffered)
+      : server_(server), stream_(stream), remote_(std::move(remote)) {
+    buffer_.reserve(std::max(kReadBufferSize, buffered.size()));
+    auto space = buffer_.prepare(buffered.size());
+    std::memcpy(space.data(), buffered.data(), buffered.size());
+    buffer_.commit(buffered.size());
+  }
 
   // Serves requests until the connection ends. Returns true when the socket
   // should be closed gracefully (we sent a final response), false when it is
@@ -241,16 +390,19 @@ class ServerImpl final : public Server {
     connections_[stream] = idle;
     return !(idle && stopping_);
   }
-  bool stopping() ABSL_LOCKS_EXCLUDED(mu_) {
+  bool stopping() const { return stopping_flag_.load(std::memory_order_acquire); }
+
+  // A connection thread takes over `accepted` (from an event loop).
+  void HandOff(Accepted accepted) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `task` on a connection thread.
+  void RunBlocking(std::function<void()> task) ABSL_LOCKS_EXCLUDED(mu_);
+  // An event loop closed one of its connections.
+  void ConnectionClosed() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    return stopping_;
+    --open_connections_;
   }
 
  private:
-  struct Accepted {
-    int fd;
-    std::string remote;
-  };
 
   ServerImpl(const Options& options, Router router, int listen_fd, int port, int wake_read, int wake_write)
       : options_(options),
@@ -263,12 +415,15 @@ class ServerImpl final : public Server {
   void AcceptLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void WorkerLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void Serve(Accepted accepted) ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts a connection thread when queued work outnumbers idle threads.
+  void GrowPool() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   bool CanAccept() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    int busy = static_cast<int>(workers_.size()) - idle_workers_ + static_cast<int>(pending_.size());
-    return stopping_ || busy < options_.max_connections;
+    return stopping_ || open_connections_ < options_.max_connections;
   }
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); }
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return loops_done_ || !pending_.empty() || !tasks_.empty();
+  }
 
   const Options options_;
   const Router router_;
@@ -281,9 +436,16 @@ class ServerImpl final : public Server {
   absl::Mutex stop_mu_;
   bool stopped_ ABSL_GUARDED_BY(stop_mu_) = false;
 
+  std::vector<std::unique_ptr<EventLoop>> loops_;
+  size_t next_loop_ = 0;  // the acceptor's: round robin
+  std::atomic<bool> stopping_flag_{false};
+
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<Accepted> pending_ ABSL_GUARDED_BY(mu_);  // accepted, waiting for a worker
+  bool loops_done_ ABSL_GUARDED_BY(mu_) = false;  // the event loops have ended (Stop)
+  int open_connections_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Accepted> pending_ ABSL_GUARDED_BY(mu_);  // handed off, waiting for a connection thread
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);  // RunBlocking's
   std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);
   int idle_workers_ ABSL_GUARDED_BY(mu_) = 0;
   // Open connections -> whether each is idle (waiting for a request).
@@ -291,7 +453,6 @@ class ServerImpl final : public Server {
 };
 
 bool Connection::Run() {
-  buffer_.reserve(kReadBufferSize);
   for (;;) {
     if (!server_.SetIdle(&stream_, true)) return false;
     switch (ServeOne()) {
@@ -352,14 +513,7 @@ Connection::Outcome Connection::ServeOne() {
   if (absl::Status s = SplitTarget(ToStd(header.target()), req); !s.ok()) {
     return Reject(400, std::string(s.message()) + "\n", version);
   }
-  req.headers.reserve(16);
-  for (const auto& field : header) {
-    std::string name(ToStd(field.name_string()));
-    for (char& c : name) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
-    req.headers.emplace_back(std::move(name), std::string(ToStd(field.value())));
-  }
+  CopyHeaders(header, req);
   req.remote_address = remote_;
 
   const bool has_body = !header_parser.is_done();
@@ -372,9 +526,9 @@ Connection::Outcome Connection::ServeOne() {
   const bool head = req.method == Method::kHead;
 
   Router::Match match = server_.router().Find(req.method, req.path);
-  if (!match.handler && head) {  // HEAD is served by the GET route, without the body
+  if (!match.found() && head) {  // HEAD is served by the GET route, without the body
     Router::Match get = server_.router().Find(Method::kGet, req.path);
-    if (get.handler) match = std::move(get);
+    if (get.found()) match = std::move(get);
   }
   req.path_rest = std::move(match.path_rest);
 
@@ -387,7 +541,7 @@ Connection::Outcome Connection::ServeOne() {
   };
 
   Response resp;
-  if (!match.handler) {
+  if (!match.found()) {
     try {
       resp = server_.router().NotFound(req, match.allowed);
     } catch (...) {
@@ -418,12 +572,12 @@ Connection::Outcome Connection::ServeOne() {
       if (ec) return Outcome::kAbort;
       req.body = std::move(body_parser.get().body());
     }
-    resp = InvokeHandler(*match.handler, req);
+    resp = Router::Call(match, req);
   } else {
     if (has_body && !send_continue()) return Outcome::kAbort;
     StreamedBody body(stream_, buffer_, std::move(header_parser));
     req.body_stream = &body;
-    resp = InvokeHandler(*match.handler, req);
+    resp = Router::Call(match, req);
     req.body_stream = nullptr;
     if (body.failed()) {
       keep_alive = false;
@@ -450,10 +604,7 @@ void SetResponseHeaders(Fields& fields, const Response& resp) {
   if (!resp.content_type.empty()) fields.set(bhttp::field::content_type, ToBeast(resp.content_type));
   for (const auto& [name, value] : resp.headers) {
     // Framing headers are the server's business.
-    if (beast::iequals(name, "content-length") || beast::iequals(name, "transfer-encoding") ||
-        beast::iequals(name, "connection")) {
-      continue;
-    }
+    if (IsFramingHeader(name)) continue;
     if (beast::iequals(name, "content-type")) {
       fields.set(bhttp::field::content_type, ToBeast(value));
     } else {
@@ -569,6 +720,17 @@ absl::StatusOr<std::unique_ptr<Server>> ServerImpl::Create(const Options& option
     return absl::InternalError(fmt::format("pipe: {}", strerror(err)));
   }
   std::unique_ptr<ServerImpl> server(new ServerImpl(options, std::move(router), fd, port, wake[0], wake[1]));
+  int loops = options.loop_threads;
+  if (loops <= 0) loops = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  for (int i = 0; i < loops; ++i) {
+    auto loop = std::make_unique<EventLoop>(*server);
+    if (absl::Status s = loop->Init(); !s.ok()) {
+      server->Stop();
+      return s;
+    }
+    server->loops_.push_back(std::move(loop));
+  }
+  for (auto& loop : server->loops_) loop->Start();
   server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   return std::unique_ptr<Server>(std::move(server));
 }
@@ -598,36 +760,67 @@ void ServerImpl::AcceptLoop() {
       }
       continue;
     }
-    absl::MutexLock lock(&mu_);
-    if (stopping_) {
-      ::close(fd);
-      return;
-    }
-    pending_.push_back(Accepted{fd, FormatAddress(addr)});
-    if (static_cast<int>(pending_.size()) > idle_workers_) {
-      try {
-        workers_.emplace_back([this] { WorkerLoop(); });
-      } catch (const std::system_error& e) {
-        // Out of threads: the connection waits for a busy worker to finish.
-        spdlog::error("http: cannot start a connection thread: {}", e.what());
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        ::close(fd);
+        return;
       }
+      ++open_connections_;
     }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    loops_[next_loop_]->Adopt(Accepted{fd, FormatAddress(addr), {}});
+    next_loop_ = (next_loop_ + 1) % loops_.size();
   }
+}
+
+void ServerImpl::GrowPool() {
+  if (static_cast<int>(pending_.size() + tasks_.size()) <= idle_workers_) return;
+  try {
+    workers_.emplace_back([this] { WorkerLoop(); });
+  } catch (const std::system_error& e) {
+    // Out of threads: the work waits for a busy thread to finish.
+    spdlog::error("http: cannot start a connection thread: {}", e.what());
+  }
+}
+
+void ServerImpl::HandOff(Accepted accepted) {
+  absl::MutexLock lock(&mu_);
+  pending_.push_back(std::move(accepted));
+  GrowPool();
+}
+
+void ServerImpl::RunBlocking(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  tasks_.push_back(std::move(task));
+  GrowPool();
 }
 
 void ServerImpl::WorkerLoop() {
   for (;;) {
     Accepted accepted;
+    std::function<void()> task;
     {
       absl::MutexLock lock(&mu_);
       ++idle_workers_;
       mu_.Await(absl::Condition(this, &ServerImpl::HasWork));
       --idle_workers_;
-      if (pending_.empty()) return;  // stopping
-      accepted = std::move(pending_.front());
-      pending_.pop_front();
+      if (!tasks_.empty()) {
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      } else if (!pending_.empty()) {
+        accepted = std::move(pending_.front());
+        pending_.pop_front();
+      } else {
+        return;  // stopped
+      }
     }
-    Serve(std::move(accepted));
+    if (task) {
+      task();
+    } else {
+      Serve(std::move(accepted));
+    }
   }
 }
 
@@ -635,12 +828,15 @@ void ServerImpl::Serve(Accepted accepted) {
   SocketStream stream(accepted.fd, options_.idle_timeout_ms);
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return;
+    if (stopping_) {
+      --open_connections_;
+      return;
+    }
     connections_[&stream] = true;
   }
   bool graceful = false;
   try {
-    Connection connection(*this, stream, std::move(accepted.remote));
+    Connection connection(*this, stream, std::move(accepted.remote), accepted.buffered);
     graceful = connection.Run();
   } catch (const std::exception& e) {
     spdlog::warn("http: connection error: {}", e.what());
@@ -651,6 +847,7 @@ void ServerImpl::Serve(Accepted accepted) {
   if (graceful && SetIdle(&stream, true)) stream.Linger(kLingerTotalMs, kLingerReadMs);
   absl::MutexLock lock(&mu_);
   connections_.erase(&stream);
+  --open_connections_;
 }  // `stream` closes the socket only now, when Stop() can no longer touch it
 
 void ServerImpl::Stop() {
@@ -660,6 +857,7 @@ void ServerImpl::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    stopping_flag_.store(true, std::memory_order_release);
     for (auto& [stream, idle] : connections_) {
       if (idle) stream->Shutdown();
     }
@@ -667,7 +865,16 @@ void ServerImpl::Stop() {
   char byte = 1;
   while (::write(wake_write_, &byte, 1) < 0 && errno == EINTR) {
   }
-  acceptor_.join();
+  if (acceptor_.joinable()) acceptor_.join();
+  // The loops close their idle connections and end once their requests
+  // are answered; connection threads keep running tasks for them till then.
+  for (auto& loop : loops_) loop->RequestStop();
+  for (auto& loop : loops_) loop->Join();
+  loops_.clear();
+  {
+    absl::MutexLock lock(&mu_);
+    loops_done_ = true;
+  }
   std::vector<std::thread> workers;
   {
     absl::MutexLock lock(&mu_);
@@ -682,6 +889,313 @@ void ServerImpl::Stop() {
   ::close(listen_fd_);
   ::close(wake_read_);
   ::close(wake_write_);
+}
+
+
+// ---------------------------------------------------------------------------
+// EventLoop
+
+int64_t MonotonicMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+EventLoop::~EventLoop() {
+  for (LoopConnection* c : connections_) {
+    ::close(c->fd);
+    delete c;
+  }
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  if (event_fd_ >= 0) ::close(event_fd_);
+}
+
+absl::Status EventLoop::Init() {
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) return absl::InternalError(fmt::format("epoll_create1: {}", strerror(errno)));
+  event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (event_fd_ < 0) return absl::InternalError(fmt::format("eventfd: {}", strerror(errno)));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // the event fd
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, event_fd_, &ev) != 0) {
+    return absl::InternalError(fmt::format("epoll_ctl: {}", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+void EventLoop::Post(Op op) {
+  bool wake;
+  {
+    absl::MutexLock lock(&mu_);
+    wake = posted_.empty();
+    posted_.push_back(std::move(op));
+  }
+  if (wake) {
+    uint64_t one = 1;
+    while (::write(event_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+void EventLoop::Run() {
+  constexpr int kMaxEvents = 128;
+  epoll_event events[kMaxEvents];
+  int64_t next_sweep = MonotonicMs() + 1000;
+  for (;;) {
+    int n = ::epoll_wait(epoll_fd_, events, kMaxEvents, 1000);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("http: epoll_wait: {}", strerror(errno));
+      n = 0;
+    }
+    bool posted = false;
+    for (int i = 0; i < n; ++i) {
+      auto* c = static_cast<LoopConnection*>(events[i].data.ptr);
+      if (c == nullptr) {
+        posted = true;
+      } else if (c->state == LoopConnection::State::kReading) {
+        OnReadable(c);
+      } else if (c->state == LoopConnection::State::kWriting) {
+        OnWritable(c);
+      }
+    }
+    // After the events: a posted stop closes connections that may have had
+    // an event in this batch.
+    if (posted) RunPosted();
+    const int64_t now = MonotonicMs();
+    if (now >= next_sweep) {
+      Sweep();
+      next_sweep = now + 1000;
+    }
+    if (stopping_ && connections_.empty()) return;
+  }
+}
+
+void EventLoop::RunPosted() {
+  uint64_t count;
+  while (::read(event_fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
+  }
+  std::vector<Op> ops;
+  {
+    absl::MutexLock lock(&mu_);
+    ops.swap(posted_);
+  }
+  for (Op& op : ops) {
+    switch (op.kind) {
+      case Op::kAdopt: {
+        if (stopping_) {
+          ::close(op.accepted.fd);
+          server_.ConnectionClosed();
+          break;
+        }
+        auto* c = new LoopConnection;
+        c->fd = op.accepted.fd;
+        c->remote = std::move(op.accepted.remote);
+        c->last_active_ms = MonotonicMs();
+        connections_.insert(c);
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLONESHOT;
+        ev.data.ptr = c;
+        if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+          spdlog::warn("http: epoll_ctl add: {}", strerror(errno));
+          Close(c);
+        }
+        break;
+      }
+      case Op::kResume:
+        if (AfterResponse(op.connection)) Process(op.connection);
+        break;
+      case Op::kStop: {
+        stopping_ = true;
+        std::vector<LoopConnection*> idle;
+        for (LoopConnection* c : connections_) {
+          if (c->state == LoopConnection::State::kReading) idle.push_back(c);
+        }
+        for (LoopConnection* c : idle) Close(c);
+        break;
+      }
+    }
+  }
+}
+
+void EventLoop::Arm(LoopConnection* c, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events | EPOLLONESHOT;
+  ev.data.ptr = c;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+    spdlog::warn("http: epoll_ctl mod: {}", strerror(errno));
+    Close(c);
+  }
+}
+
+void EventLoop::Close(LoopConnection* c) {
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+  ::close(c->fd);
+  connections_.erase(c);
+  delete c;
+  server_.ConnectionClosed();
+}
+
+void EventLoop::HandOff(LoopConnection* c) {
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+  server_.HandOff(Accepted{c->fd, std::move(c->remote), std::move(c->in)});
+  connections_.erase(c);
+  delete c;
+}
+
+void EventLoop::Sweep() {
+  const int64_t now = MonotonicMs();
+  const int64_t limit = server_.options().idle_timeout_ms;
+  std::vector<LoopConnection*> expired;
+  for (LoopConnection* c : connections_) {
+    if (c->state != LoopConnection::State::kBusy && now - c->last_active_ms > limit) expired.push_back(c);
+  }
+  for (LoopConnection* c : expired) Close(c);
+}
+
+void EventLoop::OnReadable(LoopConnection* c) {
+  char chunk[kReadBufferSize];
+  for (;;) {
+    ssize_t n = ::recv(c->fd, chunk, sizeof(chunk), 0);
+    if (n > 0) {
+      c->in.append(chunk, static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < sizeof(chunk)) break;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    Close(c);  // closed by the peer (mid-request or not), or broken
+    return;
+  }
+  c->last_active_ms = MonotonicMs();
+  Process(c);
+}
+
+void EventLoop::OnWritable(LoopConnection* c) {
+  while (c->out_sent < c->out.size()) {
+    ssize_t n = ::send(c->fd, c->out.data() + c->out_sent, c->out.size() - c->out_sent, MSG_NOSIGNAL);
+    if (n >= 0) {
+      c->out_sent += static_cast<size_t>(n);
+      c->last_active_ms = MonotonicMs();
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      Arm(c, EPOLLOUT);
+      return;
+    }
+    Close(c);
+    return;
+  }
+  if (AfterResponse(c)) Process(c);
+}
+
+void EventLoop::Process(LoopConnection* c) {
+  const Router& router = server_.router();
+  for (;;) {
+    if (c->in.empty()) {
+      Arm(c, EPOLLIN);
+      return;
+    }
+    bhttp::request_parser<bhttp::empty_body> parser;
+    parser.header_limit(kHeaderLimit);
+    parser.body_limit(kNoBodyLimit);
+    beast::error_code ec;
+    const size_t header_size = parser.put(boost::asio::buffer(c->in.data(), c->in.size()), ec);
+    if (ec == bhttp::error::need_more) {
+      if (c->in.size() > kHeaderLimit) return HandOff(c);  // the thread answers 431
+      Arm(c, EPOLLIN);
+      return;
+    }
+    // Anything unusual is left to a connection thread, which parses the
+    // request again and answers it (errors included).
+    if (ec || !parser.is_header_done()) return HandOff(c);
+    const auto& header = parser.get();
+    std::optional<Method> method = FromVerb(header.method());
+    if (!method || *method == Method::kHead || parser.chunked()) return HandOff(c);
+    if (header.find(bhttp::field::expect) != header.end()) return HandOff(c);
+    Request req;
+    req.method = *method;
+    if (!SplitTarget(ToStd(header.target()), req).ok()) return HandOff(c);
+    Router::Match match = router.Find(req.method, req.path);
+    if (match.async_handler == nullptr) return HandOff(c);
+    const uint64_t length = parser.is_done() ? 0 : parser.content_length().value_or(0);
+    if (length > match.options->max_body_bytes) return HandOff(c);  // the thread answers 413
+    if (c->in.size() - header_size < length) {
+      Arm(c, EPOLLIN);  // the body is still coming
+      return;
+    }
+    req.path_rest = std::move(match.path_rest);
+    CopyHeaders(header, req);
+    req.remote_address = c->remote;
+    req.body.assign(c->in, header_size, static_cast<size_t>(length));
+    c->in.erase(0, header_size + static_cast<size_t>(length));
+    c->version = header.version() == 10 ? 10 : 11;
+    c->keep_alive = header.keep_alive();
+    c->request = std::move(req);
+    c->state = LoopConnection::State::kBusy;
+    c->completion.store(0, std::memory_order_relaxed);
+    try {
+      (*match.async_handler)(
+          c->request, Responder([this, c](Response response) { Respond(c, std::move(response)); },
+                                [this](std::function<void()> task) { server_.RunBlocking(std::move(task)); }));
+    } catch (const std::exception& e) {
+      spdlog::error("http: handler for {} {} threw: {}", MethodName(c->request.method), c->request.path, e.what());
+    } catch (...) {
+      spdlog::error("http: handler for {} {} threw", MethodName(c->request.method), c->request.path);
+    }
+    if (!(c->completion.fetch_or(LoopConnection::kHandlerReturned, std::memory_order_acq_rel) &
+          LoopConnection::kResponded)) {
+      return;  // answered later: the responder posts kResume
+    }
+    if (!AfterResponse(c)) return;
+  }
+}
+
+void EventLoop::Respond(LoopConnection* c, Response response) {
+  if (response.body_source) {
+    spdlog::error("http: asynchronous handler for {} returned a streamed body", c->request.path);
+    response = Response::Text(500, "internal server error\n");
+  }
+  c->keep_alive = c->keep_alive && !server_.stopping();
+  c->out = SerializeResponse(response, c->version, /*head_only=*/false, c->keep_alive);
+  c->out_sent = 0;
+  c->broken = false;
+  while (c->out_sent < c->out.size()) {
+    ssize_t n = ::send(c->fd, c->out.data() + c->out_sent, c->out.size() - c->out_sent, MSG_NOSIGNAL);
+    if (n >= 0) {
+      c->out_sent += static_cast<size_t>(n);
+    } else if (errno != EINTR) {
+      c->broken = errno != EAGAIN && errno != EWOULDBLOCK;
+      break;  // the loop sends the rest when the socket can take it
+    }
+  }
+  if (c->completion.fetch_or(LoopConnection::kResponded, std::memory_order_acq_rel) &
+      LoopConnection::kHandlerReturned) {
+    Post(Op{Op::kResume, c, {}});
+  }
+}
+
+bool EventLoop::AfterResponse(LoopConnection* c) {
+  if (c->broken) {
+    Close(c);
+    return false;
+  }
+  c->last_active_ms = MonotonicMs();
+  if (c->out_sent < c->out.size()) {
+    c->state = LoopConnection::State::kWriting;
+    Arm(c, EPOLLOUT);
+    return false;
+  }
+  c->out.clear();
+  c->out_sent = 0;
+  c->request = Request();
+  if (!c->keep_alive || stopping_) {
+    Close(c);
+    return false;
+  }
+  c->state = LoopConnection::State::kReading;
+  return true;
 }
 
 }  // namespace
