@@ -4,6 +4,8 @@
 
 #include <charconv>
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -107,8 +109,17 @@ std::optional<int64_t> ParsePositive(std::string_view s) {
   return n;
 }
 
-Response Infer(InferencePlane& plane, const ModelPath& p, Request& request) {
-  auto started = std::chrono::steady_clock::now();
+// A decoded infer request.
+struct InferCall {
+  ModelPath path;
+  serving::InferRequest request;  // its inputs are moved out to run
+  std::optional<absl::Time> deadline;
+  std::chrono::steady_clock::time_point started;
+};
+
+// Decodes `request` into `call`; the error response for a bad one.
+std::optional<Response> DecodeInfer(Request& request, InferCall& call) {
+  call.started = std::chrono::steady_clock::now();
   std::optional<size_t> json_length;
   if (auto h = request.Header("inference-header-content-length")) {
     auto n = ParsePositive(*h);
@@ -119,35 +130,37 @@ Response Infer(InferencePlane& plane, const ModelPath& p, Request& request) {
   }
   auto decoded = serving::DecodeInferRequest(request.body, json_length);
   if (!decoded.ok()) return OipError(decoded.status());
-  serving::InferRequest& req = *decoded;
+  call.request = *std::move(decoded);
 
-  std::optional<absl::Time> deadline;
   std::optional<int64_t> timeout_ms;
   if (auto h = request.Header("x-cairn-timeout-ms")) {
     timeout_ms = ParsePositive(*h);
     if (!timeout_ms) return OipError(400, fmt::format("bad X-Cairn-Timeout-Ms '{}': a positive integer", *h));
-  } else if (auto it = req.parameters.find("timeout_ms"); it != req.parameters.end()) {
+  } else if (auto it = call.request.parameters.find("timeout_ms"); it != call.request.parameters.end()) {
     if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
       return OipError(400, "parameter timeout_ms: a positive integer (milliseconds)");
     }
     timeout_ms = it->get<int64_t>();
   }
-  if (timeout_ms) deadline = absl::Now() + absl::Milliseconds(*timeout_ms);
+  if (timeout_ms) call.deadline = absl::Now() + absl::Milliseconds(*timeout_ms);
+  return std::nullopt;
+}
 
-  // Outputs asked for by name must be ones the model returns.
-  auto result = plane.Infer(p.name, p.version, std::move(req.inputs), req.id, deadline);
+// The response to `call` once the plane answered `result`.
+Response AnswerInfer(const InferCall& call, absl::StatusOr<serving::PlaneResult> result) {
   if (!result.ok()) return OipError(result.status());
-  for (const serving::RequestedOutput& o : req.outputs) {
+  // Outputs asked for by name must be ones the model returns.
+  for (const serving::RequestedOutput& o : call.request.outputs) {
     bool found = false;
     for (const serving::Tensor& t : result->outputs) found = found || t.name == o.name;
     if (!found) return OipError(400, fmt::format("unknown output '{}' requested", o.name));
   }
   serving::InferResponse response;
-  response.model_name = p.name;
+  response.model_name = call.path.name;
   response.model_version = std::to_string(result->version);
-  response.id = req.id;
+  response.id = call.request.id;
   response.outputs = std::move(result->outputs);
-  serving::EncodedBody encoded = serving::EncodeInferResponse(response, req);
+  serving::EncodedBody encoded = serving::EncodeInferResponse(response, call.request);
 
   Response out;
   out.status = 200;
@@ -161,10 +174,35 @@ Response Infer(InferencePlane& plane, const ModelPath& p, Request& request) {
   if (result->role != serving::Role::kPrimary) {
     out.headers.emplace_back("X-Cairn-Route", std::string(serving::RoleName(result->role)));
   }
-  // Time spent in this handler: decode, queue, model, encode (not HTTP parsing).
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+  // Time spent on the request: decode, queue, model, encode (not HTTP parsing).
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call.started)
+                .count();
   out.headers.emplace_back("X-Cairn-Server-Time-Us", std::to_string(us));
   return out;
+}
+
+// Answers without blocking when the plane can (InferencePlane::InferAsync),
+// else runs the blocking Infer on a connection thread.
+void Infer(InferencePlane& plane, ModelPath p, Request& request, http::Responder reply) {
+  auto call = std::make_shared<InferCall>();
+  call->path = std::move(p);
+  if (std::optional<Response> error = DecodeInfer(request, *call)) {
+    reply.Send(*std::move(error));
+    return;
+  }
+  // std::function needs a copyable callback; the Responder is move-only.
+  auto shared_reply = std::make_shared<http::Responder>(std::move(reply));
+  InferencePlane::InferCallback done = [call, shared_reply](absl::StatusOr<serving::PlaneResult> result) {
+    shared_reply->Send(AnswerInfer(*call, std::move(result)));
+  };
+  if (plane.InferAsync(call->path.name, call->path.version, call->request.inputs, call->request.id, call->deadline,
+                       done)) {
+    return;
+  }
+  shared_reply->SendFrom([&plane, call] {
+    return AnswerInfer(*call, plane.Infer(call->path.name, call->path.version, std::move(call->request.inputs),
+                                          call->request.id, call->deadline));
+  });
 }
 
 }  // namespace
@@ -211,14 +249,16 @@ void AddInferenceRoutes(InferencePlane& plane, http::Router& router) {
     }
     return OipError(405, "infer takes POST");
   });
-  router.Add(
+  router.AddAsync(
       Method::kPost, "/v2/models/*",
-      [&plane](Request& request) {
+      [&plane](Request& request, http::Responder reply) {
         auto p = ParseModelPath(request.path_rest);
-        if (!p.ok()) return OipError(p.status());
-        if (p->action != "infer") return OipError(405, fmt::format("POST /v2/models/{}: only .../infer takes POST",
-                                                                  request.path_rest));
-        return Infer(plane, *p, request);
+        if (!p.ok()) return reply.Send(OipError(p.status()));
+        if (p->action != "infer") {
+          return reply.Send(
+              OipError(405, fmt::format("POST /v2/models/{}: only .../infer takes POST", request.path_rest)));
+        }
+        Infer(plane, *std::move(p), request, std::move(reply));
       },
       {.max_body_bytes = 256ull << 20});
   router.Add(Method::kGet, "/metrics", [&plane](Request&) {

@@ -378,21 +378,76 @@ void InferencePlane::LogPrediction(const ModelRunner& runner, Role role, const s
   payload_log_->Record(std::move(record));
 }
 
+InferencePlane::Call InferencePlane::StartCall(const std::string& request_id) {
+  Call call;
+  call.start_us = env_.MonotonicMicros();
+  call.sampled = Sampled();
+  call.time_ms = call.sampled ? env_.NowMicros() / 1000 : 0;
+  call.prediction_id = request_id.empty() ? NewPredictionId() : request_id;
+  return call;
+}
+
+absl::StatusOr<PlaneResult> InferencePlane::Conclude(Call& call, const ModelRunner& runner, Role role,
+                                                     ModelRunner* shadow, std::optional<absl::Time> deadline,
+                                                     absl::StatusOr<RunResult> result,
+                                                     std::vector<Tensor>* refused_inputs) {
+  const int64_t latency_us = env_.MonotonicMicros() - call.start_us;
+  if (!result.ok()) {
+    if (call.sampled) {
+      LogPrediction(runner, role, call.prediction_id, call.time_ms, latency_us,
+                    refused_inputs != nullptr ? std::move(*refused_inputs) : std::vector<Tensor>{}, {},
+                    result.status());
+    }
+    return result.status();
+  }
+  PlaneResult answer;
+  answer.model = runner.labels().model;
+  answer.version = runner.labels().version;
+  answer.role = role;
+  answer.prediction_id = std::move(call.prediction_id);
+  std::vector<Tensor>& served_inputs = result->inputs;
+  if (shadow != nullptr) {
+    // The shadow sees the same request once the caller's answer is ready;
+    // Submit only queues, so the caller never waits for the shadow.
+    std::vector<Tensor> shadow_inputs = call.sampled ? served_inputs : std::move(served_inputs);
+    // A raw pointer: the callback runs on the shadow's own worker, which
+    // the runner joins before it can be destroyed; a shared_ptr here could
+    // make that worker destroy (and join) its own runner.
+    const int64_t shadow_start_us = env_.MonotonicMicros();
+    shadow->Submit(std::move(shadow_inputs), deadline,
+                   [this, sampled = call.sampled, shadow, id = answer.prediction_id, time_ms = call.time_ms,
+                    shadow_start_us](absl::StatusOr<RunResult> shadow_result) {
+                     if (!sampled) return;
+                     const int64_t shadow_latency_us = env_.MonotonicMicros() - shadow_start_us;
+                     if (shadow_result.ok()) {
+                       LogPrediction(*shadow, Role::kShadow, id, time_ms, shadow_latency_us,
+                                     std::move(shadow_result->inputs), std::move(shadow_result->outputs),
+                                     absl::OkStatus());
+                     } else {
+                       LogPrediction(*shadow, Role::kShadow, id, time_ms, shadow_latency_us, {}, {},
+                                     shadow_result.status());
+                     }
+                   });
+  }
+  if (call.sampled) {
+    LogPrediction(runner, role, answer.prediction_id, call.time_ms, latency_us, std::move(served_inputs),
+                  result->outputs, absl::OkStatus());
+  }
+  answer.outputs = std::move(result->outputs);
+  return answer;
+}
+
 absl::StatusOr<PlaneResult> InferencePlane::Infer(const std::string& deployment_name, std::optional<int64_t> version,
                                                   std::vector<Tensor> inputs, const std::string& request_id,
                                                   std::optional<absl::Time> deadline) {
-  const int64_t start_us = env_.MonotonicMicros();
-  const bool sampled = Sampled();
-  const int64_t time_ms = sampled ? env_.NowMicros() / 1000 : 0;
-  std::string prediction_id = request_id.empty() ? NewPredictionId() : request_id;
-
+  Call call = StartCall(request_id);
   for (int attempt = 0;; ++attempt) {
     std::shared_ptr<Deployment> deployment = FindDeployment(deployment_name);
     if (deployment == nullptr) {
       absl::MutexLock lock(&mu_);
       return stopping_ ? absl::UnavailableError("the inference plane is stopped") : NotDeployed(deployment_name);
     }
-    ASSIGN_OR_RETURN(Route route, deployment->Choose(version, prediction_id));
+    ASSIGN_OR_RETURN(Route route, deployment->Choose(version, call.prediction_id));
     absl::StatusOr<RunResult> result = route.runner->TryInfer(inputs, deadline);
     if (!result.ok() && result.status().code() == absl::StatusCode::kUnavailable && route.runner->draining() &&
         attempt + 1 < kMaxRouteAttempts) {
@@ -400,50 +455,49 @@ absl::StatusOr<PlaneResult> InferencePlane::Infer(const std::string& deployment_
       // request was not queued, so send it where the routing points now.
       continue;
     }
-    const int64_t latency_us = env_.MonotonicMicros() - start_us;
-    if (!result.ok()) {
-      if (sampled) {
-        LogPrediction(*route.runner, route.role, prediction_id, time_ms, latency_us, std::move(inputs), {},
-                      result.status());
+    return Conclude(call, *route.runner, route.role, route.shadow.get(), deadline, std::move(result), &inputs);
+  }
+}
+
+bool InferencePlane::InferAsync(const std::string& deployment_name, std::optional<int64_t> version,
+                                std::vector<Tensor>& inputs, const std::string& request_id,
+                                std::optional<absl::Time> deadline, InferCallback& done) {
+  if (deadline) return false;
+  Call call = StartCall(request_id);
+  for (int attempt = 0;; ++attempt) {
+    std::shared_ptr<Deployment> deployment = FindDeployment(deployment_name);
+    if (deployment == nullptr) {
+      bool stopping;
+      {
+        absl::MutexLock lock(&mu_);
+        stopping = stopping_;
       }
-      return result.status();
+      done(stopping ? absl::UnavailableError("the inference plane is stopped") : NotDeployed(deployment_name));
+      return true;
     }
-    PlaneResult answer;
-    answer.model = route.runner->labels().model;
-    answer.version = route.runner->labels().version;
-    answer.role = route.role;
-    answer.prediction_id = std::move(prediction_id);
-    std::vector<Tensor>& served_inputs = result->inputs;
-    if (route.shadow != nullptr) {
-      // The shadow sees the same request once the caller's answer is ready;
-      // Submit only queues, so the caller never waits for the shadow.
-      std::vector<Tensor> shadow_inputs = sampled ? served_inputs : std::move(served_inputs);
-      // A raw pointer: the callback runs on the shadow's own worker, which
-      // the runner joins before it can be destroyed; a shared_ptr here could
-      // make that worker destroy (and join) its own runner.
-      const ModelRunner* shadow = route.shadow.get();
-      std::string id = answer.prediction_id;
-      const int64_t shadow_start_us = env_.MonotonicMicros();
-      route.shadow->Submit(
-          std::move(shadow_inputs), deadline,
-          [this, sampled, shadow, id = std::move(id), time_ms,
-           shadow_start_us](absl::StatusOr<RunResult> shadow_result) {
-            if (!sampled) return;
-            const int64_t shadow_latency_us = env_.MonotonicMicros() - shadow_start_us;
-            if (shadow_result.ok()) {
-              LogPrediction(*shadow, Role::kShadow, id, time_ms, shadow_latency_us, std::move(shadow_result->inputs),
-                            std::move(shadow_result->outputs), absl::OkStatus());
-            } else {
-              LogPrediction(*shadow, Role::kShadow, id, time_ms, shadow_latency_us, {}, {}, shadow_result.status());
-            }
-          });
+    absl::StatusOr<Route> route = deployment->Choose(version, call.prediction_id);
+    if (!route.ok()) {
+      done(route.status());
+      return true;
     }
-    if (sampled) {
-      LogPrediction(*route.runner, route.role, answer.prediction_id, time_ms, latency_us, std::move(served_inputs),
-                    result->outputs, absl::OkStatus());
+    ModelRunner* runner = route->runner.get();
+    if (runner->options().default_timeout_ms > 0) return false;
+    // The callback runs on the runner's worker, so it holds the runner by a
+    // raw pointer (the runner joins its workers before it is destroyed) and
+    // never the routing, whose release could destroy that runner there. The
+    // shadow, another runner, is held so that it outlives the mirroring.
+    std::shared_ptr<ModelRunner> shadow = route->shadow.get() == runner ? nullptr : route->shadow;
+    ModelRunner::Callback on_result = [this, call, runner, role = route->role, shadow,
+                                       done](absl::StatusOr<RunResult> result) mutable {
+      done(Conclude(call, *runner, role, shadow.get(), std::nullopt, std::move(result), nullptr));
+    };
+    absl::Status queued = runner->TrySubmit(inputs, on_result);
+    if (queued.ok()) return true;
+    if (queued.code() == absl::StatusCode::kUnavailable && runner->draining() && attempt + 1 < kMaxRouteAttempts) {
+      continue;  // as in Infer
     }
-    answer.outputs = std::move(result->outputs);
-    return answer;
+    done(Conclude(call, *runner, route->role, nullptr, std::nullopt, queued, &inputs));
+    return true;
   }
 }
 

@@ -129,6 +129,17 @@ class InferencePlane {
                                     std::vector<Tensor> inputs, const std::string& request_id,
                                     std::optional<absl::Time> deadline = std::nullopt);
 
+  using InferCallback = std::function<void(absl::StatusOr<PlaneResult>)>;
+  // Like Infer, but answers through `done` instead of blocking: exactly once,
+  // on this thread (at once, or after computing on it when the model is
+  // quick and idle; see ModelRunner::TrySubmit) or on a model worker; it
+  // must not block for long. Returns false, taking neither `inputs` nor
+  // `done`, when a deadline applies (`deadline`, or the version's timeout_ms):
+  // only Infer answers at a deadline that passes while the model computes,
+  // so the caller should use Infer then.
+  bool InferAsync(const std::string& deployment, std::optional<int64_t> version, std::vector<Tensor>& inputs,
+                  const std::string& request_id, std::optional<absl::Time> deadline, InferCallback& done);
+
   // kNotFound as for Infer.
   absl::StatusOr<ModelMetadata> Metadata(const std::string& deployment, std::optional<int64_t> version) const;
   // Whether the deployment (and version, when given) is loaded and serving.
@@ -176,6 +187,19 @@ class InferencePlane {
   void ReconcileLoop();
   void RetirementLoop();
   std::string NewPredictionId();
+  // What Infer and InferAsync know of a request before it runs.
+  struct Call {
+    int64_t start_us = 0;
+    bool sampled = false;
+    int64_t time_ms = 0;
+    std::string prediction_id;
+  };
+  Call StartCall(const std::string& request_id);
+  // After `runner` answered `result`: logs it, mirrors it to `shadow` (may
+  // be null) and makes the caller's answer.
+  absl::StatusOr<PlaneResult> Conclude(Call& call, const ModelRunner& runner, Role role, ModelRunner* shadow,
+                                       std::optional<absl::Time> deadline, absl::StatusOr<RunResult> result,
+                                       std::vector<Tensor>* refused_inputs);
   bool Sampled() const;
   void LogPrediction(const ModelRunner& runner, Role role, const std::string& prediction_id, int64_t time_ms,
                      int64_t latency_us, std::vector<Tensor> inputs, std::vector<Tensor> outputs,

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "base/testing.h"
 
 namespace cairn::serving {
@@ -203,6 +204,41 @@ TEST_F(InferencePlaneTest, InvalidInputsAreRefused) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'x'")));
 }
 
+// InferAsync, waited for.
+absl::StatusOr<PlaneResult> InferAsyncAndWait(InferencePlane& plane, const std::string& deployment,
+                                              std::vector<Tensor> inputs, const std::string& request_id) {
+  absl::Notification answered;
+  absl::StatusOr<PlaneResult> out = absl::UnknownError("not answered");
+  InferencePlane::InferCallback done = [&](absl::StatusOr<PlaneResult> r) {
+    out = std::move(r);
+    answered.Notify();
+  };
+  if (!plane.InferAsync(deployment, std::nullopt, inputs, request_id, std::nullopt, done)) {
+    return absl::FailedPreconditionError("InferAsync declined");
+  }
+  answered.WaitForNotification();
+  return out;
+}
+
+TEST_F(InferencePlaneTest, InferAsyncAnswersLikeInferAndLeavesDeadlinesToInfer) {
+  auto plane = NewPlane(Options());
+  ASSERT_OK(plane->Reconcile());
+  ASSERT_OK_AND_ASSIGN(PlaneResult r, InferAsyncAndWait(*plane, "fraud", Row(), "req-a"));
+  EXPECT_EQ(r.version, 1);
+  EXPECT_EQ(r.prediction_id, "req-a");
+  EXPECT_EQ(ComputedBy(r), 1);
+  EXPECT_THAT(InferAsyncAndWait(*plane, "nope", Row(), ""), StatusIs(absl::StatusCode::kNotFound));
+
+  // A deadline: declined, nothing taken.
+  std::vector<Tensor> inputs = Row();
+  bool called = false;
+  InferencePlane::InferCallback done = [&](absl::StatusOr<PlaneResult>) { called = true; };
+  EXPECT_FALSE(plane->InferAsync("fraud", std::nullopt, inputs, "", absl::Now() + absl::Seconds(5), done));
+  EXPECT_FALSE(called);
+  EXPECT_EQ(inputs.size(), Row().size());
+  EXPECT_TRUE(done);
+}
+
 TEST_F(InferencePlaneTest, AliasMovesUnderLoadFailNoRequest) {
   auto plane = NewPlane(Options());
   ASSERT_OK(plane->Reconcile());
@@ -217,8 +253,10 @@ TEST_F(InferencePlaneTest, AliasMovesUnderLoadFailNoRequest) {
       int64_t i = 0;
       while (!stop.load()) {
         const int64_t before = published.load();
-        absl::StatusOr<PlaneResult> r =
-            plane->Infer("fraud", std::nullopt, Row(), fmt::format("client{}-{}", t, i++));
+        // Half the clients wait in Infer, half are answered through InferAsync.
+        std::string id = fmt::format("client{}-{}", t, i++);
+        absl::StatusOr<PlaneResult> r = t % 2 == 0 ? plane->Infer("fraud", std::nullopt, Row(), id)
+                                                   : InferAsyncAndWait(*plane, "fraud", Row(), id);
         const int64_t after = published.load();
         if (!r.ok()) {
           ++failures;

@@ -92,6 +92,10 @@ class ModelBackend {
   virtual absl::StatusOr<std::vector<Tensor>> Infer(const std::vector<Tensor>& inputs) = 0;
   // Bytes of memory the loaded model holds, when known; 0 otherwise.
   virtual uint64_t memory_bytes() const { return 0; }
+  // True when a call takes microseconds, not milliseconds, so that an idle
+  // model may compute a request on the thread that received it even when
+  // that thread serves other connections too (an HTTP event loop).
+  virtual bool quick() const { return false; }
 };
 
 // Loads the model `descriptor` names with the backend for its flavor. The

@@ -340,6 +340,26 @@ void ModelRunner::Submit(std::vector<Tensor> inputs, std::optional<absl::Time> d
   request.release();  // owned by the queue now; Complete deletes it
 }
 
+absl::Status ModelRunner::TrySubmit(std::vector<Tensor>& inputs, Callback& done) {
+  std::unique_ptr<Request> request = NewRequest(std::move(inputs), std::nullopt);
+  request->callback = std::move(done);  // before Enqueue: a worker may answer at once
+  absl::Status prepared = Prepare(request.get());
+  if (prepared.ok() && backend_->quick() && ClaimIdleInstance()) {
+    series_->in_flight().Add(1);
+    RunOne(request.release(), absl::Now());  // Complete calls the callback and frees the request
+    ReleaseInstance();
+    return absl::OkStatus();
+  }
+  if (absl::Status s = prepared.ok() ? Enqueue(request.get()) : prepared; !s.ok()) {
+    Refuse(s);
+    inputs = std::move(request->inputs);
+    done = std::move(request->callback);
+    return s;
+  }
+  request.release();  // owned by the queue now; Complete deletes it
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------------------
 // Workers
 

@@ -31,8 +31,8 @@
 // answered when its call ends. Submit's callbacks always get the answer;
 // only a deadline passing in the queue fails them.
 //
-// Thread-safety: thread-safe. Infer blocks the calling thread (the HTTP
-// server runs one thread per connection); Submit does not.
+// Thread-safety: thread-safe. Infer blocks the calling thread; Submit and
+// TrySubmit do not (an event loop uses them).
 //
 // Ownership: the runner shares the backend (std::shared_ptr) and keeps it
 // until destroyed. The destructor drains (Drain()).
@@ -125,6 +125,12 @@ class ModelRunner {
   // (or on the calling thread when the request is refused at once). It must
   // not block for long: it holds up that worker.
   void Submit(std::vector<Tensor> inputs, std::optional<absl::Time> deadline, Callback done);
+  // Like Submit (with the default deadline), but a request refused before
+  // it was queued returns the error, leaves `inputs` and `done` with the
+  // caller and never calls `done` (see TryInfer). When the backend is
+  // quick() and an instance is idle, the request is computed on the calling
+  // thread and `done` is called before TrySubmit returns.
+  absl::Status TrySubmit(std::vector<Tensor>& inputs, Callback& done);
 
   // Refuses new requests (kUnavailable), lets the queued and running ones
   // finish, then stops the workers. Blocks until done; idempotent.

@@ -33,6 +33,8 @@ class SumBackend : public ModelBackend {
   const ModelSignature& signature() const override { return signature_; }
   std::string_view platform() const override { return "test_sum"; }
   uint64_t memory_bytes() const override { return 1234; }
+  bool quick() const override { return quick_; }
+  void set_quick(bool quick) { quick_ = quick; }
 
   absl::StatusOr<std::vector<Tensor>> Infer(const std::vector<Tensor>& inputs) override {
     absl::MutexLock lock(&mu_);
@@ -77,6 +79,7 @@ class SumBackend : public ModelBackend {
 
  private:
   ModelSignature signature_;
+  bool quick_ = false;
   absl::Mutex mu_;
   bool open_ ABSL_GUARDED_BY(mu_) = true;
   int entered_ ABSL_GUARDED_BY(mu_) = 0;
@@ -277,6 +280,58 @@ TEST_F(ModelRunnerTest, ExpiredSubmitFailsAtDequeue) {
   first.join();
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kDeadlineExceeded));
   EXPECT_THAT(backend_->calls(), ElementsAre(1));
+}
+
+TEST_F(ModelRunnerTest, TrySubmitComputesOnTheCallersThreadOnlyForAQuickIdleModel) {
+  auto runner = NewRunner({});
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<std::thread::id> threads;
+  absl::Mutex mu;
+  absl::CondVar answered;
+  auto record = [&](absl::StatusOr<RunResult> r) {
+    ASSERT_TRUE(r.ok());
+    EXPECT_THAT(r->outputs[0].values<float>(), ElementsAre(RowSum(1, 0)));
+    absl::MutexLock lock(&mu);
+    threads.push_back(std::this_thread::get_id());
+    answered.SignalAll();
+  };
+
+  // Not quick: a worker computes and answers.
+  std::vector<Tensor> inputs = Rows(1);
+  ModelRunner::Callback done = record;
+  ASSERT_OK(runner->TrySubmit(inputs, done));
+  {
+    absl::MutexLock lock(&mu);
+    while (threads.size() < 1) answered.Wait(&mu);
+    EXPECT_NE(threads[0], caller);
+  }
+  // Quick and idle: computed here, answered before TrySubmit returns.
+  while (runner->in_flight() != 0) std::this_thread::yield();  // the worker lets go of its instance
+  backend_->set_quick(true);
+  inputs = Rows(1);
+  done = record;
+  ASSERT_OK(runner->TrySubmit(inputs, done));
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_EQ(threads.size(), 2u);
+    EXPECT_EQ(threads[1], caller);
+  }
+  EXPECT_EQ(runner->in_flight(), 0);
+}
+
+TEST_F(ModelRunnerTest, TrySubmitRefusalLeavesInputsAndCallbackWithTheCaller) {
+  auto runner = NewRunner({});
+  runner->Drain();
+  bool called = false;
+  ModelRunner::Callback done = [&](absl::StatusOr<RunResult>) { called = true; };
+  std::vector<Tensor> inputs = Rows(2);
+  EXPECT_THAT(runner->TrySubmit(inputs, done), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+  EXPECT_FALSE(called);
+  ASSERT_EQ(inputs.size(), 1u);  // handed back
+  EXPECT_THAT(inputs[0].shape, ElementsAre(2, 3));
+  ASSERT_TRUE(done);  // still the caller's
+  done(absl::CancelledError());
+  EXPECT_TRUE(called);
 }
 
 TEST_F(ModelRunnerTest, DrainFinishesQueuedAndRunningRequests) {

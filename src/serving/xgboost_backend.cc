@@ -99,6 +99,8 @@ class XgboostBackend final : public ModelBackend {
   const ModelSignature& signature() const override { return signature_; }
   std::string_view platform() const override { return platform_; }
   uint64_t memory_bytes() const override { return memory_bytes_; }
+  // Tree ensembles predict a few rows in microseconds.
+  bool quick() const override { return true; }
   absl::StatusOr<std::vector<Tensor>> Infer(const std::vector<Tensor>& inputs) override;
 
  private:
