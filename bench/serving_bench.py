@@ -190,10 +190,11 @@ def main():
         api = Api(url)
         rss_empty = rss_kb(server.pid)
 
-        # Dynamic batching without a queue delay: an idle model answers on the request's own thread;
-        # under load, requests that queue behind a running call share the next one.
+        # Dynamic batching without a queue delay: an idle instance answers on the HTTP event loop that
+        # read the request; under load, requests that queue behind running calls share the next one.
+        # Two instances, one per core, as gunicorn gets two worker processes.
         register(api, "xgb", os.path.join(models, "xgb_v1"), "production",
-                 config={"max_batch_size": 32, "max_queue_delay_us": 0})
+                 config={"max_batch_size": 32, "max_queue_delay_us": 0, "instances": 2})
         wait_ready(url, "xgb")
         rss_xgb = rss_kb(server.pid)
 
