@@ -320,7 +320,8 @@ class EventLoop {
   void Respond(LoopConnection* c, Response response);
   // After a response: true when `c` is ready for its next request.
   bool AfterResponse(LoopConnection* c);
-  void Arm(LoopConnection* c, uint32_t events);
+  // Waits for `events` on `c` (once); `op` EPOLL_CTL_ADD for a new connection.
+  void Arm(LoopConnection* c, uint32_t events, int op = EPOLL_CTL_MOD);
   void Close(LoopConnection* c);
   void HandOff(LoopConnection* c);
   void Sweep();
@@ -993,13 +994,7 @@ void EventLoop::RunPosted() {
         c->remote = std::move(op.accepted.remote);
         c->last_active_ms = MonotonicMs();
         connections_.insert(c);
-        epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLONESHOT;
-        ev.data.ptr = c;
-        if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
-          spdlog::warn("http: epoll_ctl add: {}", strerror(errno));
-          Close(c);
-        }
+        Arm(c, EPOLLIN, EPOLL_CTL_ADD);
         break;
       }
       case Op::kResume:
@@ -1018,12 +1013,12 @@ void EventLoop::RunPosted() {
   }
 }
 
-void EventLoop::Arm(LoopConnection* c, uint32_t events) {
+void EventLoop::Arm(LoopConnection* c, uint32_t events, int op) {
   epoll_event ev{};
   ev.events = events | EPOLLONESHOT;
   ev.data.ptr = c;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
-    spdlog::warn("http: epoll_ctl mod: {}", strerror(errno));
+  if (::epoll_ctl(epoll_fd_, op, c->fd, &ev) != 0) {
+    spdlog::warn("http: epoll_ctl: {}", strerror(errno));
     Close(c);
   }
 }
