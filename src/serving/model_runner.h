@@ -128,7 +128,7 @@ class ModelRunner {
   // Like Submit (with the default deadline), but a request refused before
   // it was queued returns the error, leaves `inputs` and `done` with the
   // caller and never calls `done` (see TryInfer). When the backend is
-  // quick() and an instance is idle, the request is computed on the calling
+  // quick() and no instance is busy, the request is computed on the calling
   // thread and `done` is called before TrySubmit returns.
   absl::Status TrySubmit(std::vector<Tensor>& inputs, Callback& done);
 
@@ -164,10 +164,11 @@ class ModelRunner {
   // returns the error and leaves `request` to the caller.
   absl::Status Enqueue(Request* request);
   // When nothing is queued, no batch is being gathered, batching would not
-  // wait for company and an instance is idle, claims that instance for the
-  // caller's own thread (no handoff to a worker: the latency of a request on
-  // an idle model is the backend's plus validation). Release with ReleaseInstance.
-  bool ClaimIdleInstance();
+  // wait for company and at most `max_busy` instances are busy, claims an
+  // idle instance for the caller's own thread (no handoff to a worker: the
+  // latency of a request on an idle model is the backend's plus
+  // validation). Release with ReleaseInstance.
+  bool ClaimIdleInstance(int max_busy);
   void ReleaseInstance();
   void Complete(Request* request, absl::StatusOr<RunResult> result);
   void Refuse(const absl::Status& status);

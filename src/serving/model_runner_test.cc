@@ -319,6 +319,28 @@ TEST_F(ModelRunnerTest, TrySubmitComputesOnTheCallersThreadOnlyForAQuickIdleMode
   EXPECT_EQ(runner->in_flight(), 0);
 }
 
+TEST_F(ModelRunnerTest, TrySubmitQueuesWhileAnotherInstanceIsBusy) {
+  auto runner = NewRunner({.max_batch_size = 8, .instances = 2});
+  backend_->set_quick(true);
+  backend_->Close();
+  std::atomic<int> answered{0};
+  runner->Submit(Rows(1), std::nullopt, [&](absl::StatusOr<RunResult> r) { answered += r.ok(); });
+  backend_->AwaitEntered(1);  // one instance busy, one idle
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<bool> on_caller{false};
+  ModelRunner::Callback done = [&](absl::StatusOr<RunResult> r) {
+    on_caller = std::this_thread::get_id() == caller;
+    answered += r.ok();
+  };
+  std::vector<Tensor> inputs = Rows(1);
+  ASSERT_OK(runner->TrySubmit(inputs, done));  // queued for the idle worker, not run here
+  backend_->AwaitEntered(2);
+  EXPECT_EQ(answered, 0);
+  backend_->Open();
+  while (answered < 2) std::this_thread::yield();
+  EXPECT_FALSE(on_caller);
+}
+
 TEST_F(ModelRunnerTest, TrySubmitRefusalLeavesInputsAndCallbackWithTheCaller) {
   auto runner = NewRunner({});
   runner->Drain();
