@@ -11,7 +11,6 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -666,17 +665,22 @@ TEST_F(HttpServerTest, StopWithIdleConnectionsReturnsPromptly) {
 
 TEST_F(HttpServerTest, StopWaitsForInFlightRequests) {
   // A synchronous handler on a connection thread, an asynchronous one answered later.
-  for (auto [method, target, answer] : {std::tuple(Method::kGet, "/sleep?ms=300", "slept"),
-                                        std::tuple(Method::kPost, "/async/later?ms=300", "later:s")}) {
-    SCOPED_TRACE(target);
+  struct Case {
+    Method method;
+    const char* target;
+    const char* answer;
+  };
+  for (const Case& c : {Case{Method::kGet, "/sleep?ms=300", "slept"},
+                        Case{Method::kPost, "/async/later?ms=300", "later:s"}}) {
+    SCOPED_TRACE(c.target);
     StartServer({.host = "127.0.0.1", .port = 0});
     absl::StatusOr<ClientResponse> slow;
-    std::thread t([&] { slow = NewClient()->Send(method, target, "s", "text/plain"); });
+    std::thread t([&] { slow = NewClient()->Send(c.method, c.target, "s", "text/plain"); });
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     server_->Stop();
     t.join();
     ASSERT_THAT(slow, IsOk());
-    EXPECT_EQ(slow->body, answer);
+    EXPECT_EQ(slow->body, c.answer);
     EXPECT_EQ(slow->Header("connection"), "close");
   }
 }
