@@ -257,6 +257,34 @@ TEST_F(OipTest, InferJsonMatchesPythonAndSaysWhichVersionAnswered) {
   EXPECT_NEAR(a.body["outputs"][0]["data"][1].get<double>(), e["outputs"][0]["data"][1].get<double>(), 1e-6);
 }
 
+TEST_F(OipTest, ALargeRequestIsAnsweredLikeASmallOne) {
+  // Over 256 KiB of JSON: decoded on a connection thread rather than on the event loop.
+  DeployXgb();
+  Json e = Expected();
+  Json input = e["inputs"][0];
+  Json data = Json::array();
+  constexpr int kCopies = 100;
+  for (int k = 0; k < kCopies; ++k) {
+    for (const Json& v : e["inputs"][0]["data"]) data.push_back(v);
+  }
+  input["data"] = data;
+  input["shape"] = {17 * kCopies, 30};
+  std::string body = Json{{"inputs", {input}}}.dump();
+  ASSERT_GT(body.size(), 256u << 10);
+  Answer a = Call(Method::kPost, "/v2/models/xgb/infer", body);
+  ASSERT_EQ(a.status, 200) << a.raw.body.substr(0, 200);
+  const Json& out = a.body["outputs"][0];
+  ASSERT_EQ(out["data"].size(), 17u * kCopies);
+  for (size_t i = 0; i < out["data"].size(); i += 97) {
+    EXPECT_NEAR(out["data"][i].get<double>(), e["outputs"][0]["data"][i % 17].get<double>(), 1e-6);
+  }
+  // A large request with a wrong shape gets the same precise 400.
+  input["shape"] = {17 * kCopies + 1, 30};
+  Answer bad = Call(Method::kPost, "/v2/models/xgb/infer", Json{{"inputs", {input}}}.dump());
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body.value("error", ""), HasSubstr("features"));
+}
+
 TEST_F(OipTest, WrongShapeOrDatatypeIs400WithAPreciseMessage) {
   DeployXgb();
   Json input = {{"name", "features"}, {"datatype", "FP32"}, {"shape", {1, 29}}, {"data", std::vector<float>(29, 0.5f)}};

@@ -181,9 +181,29 @@ Response AnswerInfer(const InferCall& call, absl::StatusOr<serving::PlaneResult>
   return out;
 }
 
+// Bodies larger than this are decoded on a connection thread rather than
+// on the event loop, whose other connections would wait meanwhile.
+constexpr size_t kDecodeOnLoopLimit = 256 << 10;
+
+// Runs a decoded `call` on this thread, blocking (a connection thread).
+Response RunInfer(InferencePlane& plane, InferCall& call) {
+  return AnswerInfer(call, plane.Infer(call.path.name, call.path.version, std::move(call.request.inputs),
+                                       call.request.id, call.deadline));
+}
+
 // Answers without blocking when the plane can (InferencePlane::InferAsync),
 // else runs the blocking Infer on a connection thread.
 void Infer(InferencePlane& plane, ModelPath p, Request& request, http::Responder reply) {
+  if (request.body.size() > kDecodeOnLoopLimit) {
+    // `request` stays valid until the answer is sent.
+    reply.SendFrom([&plane, p = std::move(p), &request] {
+      InferCall call;
+      call.path = p;
+      if (std::optional<Response> error = DecodeInfer(request, call)) return *std::move(error);
+      return RunInfer(plane, call);
+    });
+    return;
+  }
   auto call = std::make_shared<InferCall>();
   call->path = std::move(p);
   if (std::optional<Response> error = DecodeInfer(request, *call)) {
@@ -199,10 +219,7 @@ void Infer(InferencePlane& plane, ModelPath p, Request& request, http::Responder
                        done)) {
     return;
   }
-  shared_reply->SendFrom([&plane, call] {
-    return AnswerInfer(*call, plane.Infer(call->path.name, call->path.version, std::move(call->request.inputs),
-                                          call->request.id, call->deadline));
-  });
+  shared_reply->SendFrom([&plane, call] { return RunInfer(plane, *call); });
 }
 
 }  // namespace
