@@ -1125,6 +1125,9 @@ void EventLoop::Process(LoopConnection* c) {
     req.remote_address = c->remote;
     req.body.assign(c->in, header_size, static_cast<size_t>(length));
     c->in.erase(0, header_size + static_cast<size_t>(length));
+    // A large body leaves a large buffer behind: give it back rather than
+    // keep it for the life of the connection.
+    if (c->in.capacity() > 4 * kReadBufferSize && c->in.size() < kReadBufferSize) c->in.shrink_to_fit();
     c->version = header.version() == 10 ? 10 : 11;
     c->keep_alive = header.keep_alive();
     c->request = std::move(req);
