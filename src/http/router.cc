@@ -124,7 +124,7 @@ Response Response::Text(int status, std::string body, std::string content_type) 
 
 Responder& Responder::operator=(Responder&& other) noexcept {
   if (this != &other) {
-    if (send_) send_(Response::Text(500, "internal server error: the request was dropped\n"));
+    Send(Response::Text(500, "internal server error: the request was dropped\n"));
     send_ = std::move(other.send_);
     run_blocking_ = std::move(other.run_blocking_);
     other.send_ = nullptr;
@@ -132,9 +132,7 @@ Responder& Responder::operator=(Responder&& other) noexcept {
   return *this;
 }
 
-Responder::~Responder() {
-  if (send_) send_(Response::Text(500, "internal server error: the request was dropped\n"));
-}
+Responder::~Responder() { Send(Response::Text(500, "internal server error: the request was dropped\n")); }
 
 void Responder::Send(Response response) {
   if (!send_) return;  // sent already

@@ -348,6 +348,11 @@ std::shared_ptr<Deployment> InferencePlane::FindDeployment(const std::string& na
   return it == deployments_.end() ? nullptr : it->second;
 }
 
+absl::Status InferencePlane::NotServing(const std::string& deployment) const {
+  absl::MutexLock lock(&mu_);
+  return stopping_ ? absl::UnavailableError("the inference plane is stopped") : NotDeployed(deployment);
+}
+
 std::string InferencePlane::NewPredictionId() {
   // A random prefix per plane plus a counter: unique across replicas and
   // restarts without a CSPRNG call per request.
@@ -443,10 +448,7 @@ absl::StatusOr<PlaneResult> InferencePlane::Infer(const std::string& deployment_
   Call call = StartCall(request_id);
   for (int attempt = 0;; ++attempt) {
     std::shared_ptr<Deployment> deployment = FindDeployment(deployment_name);
-    if (deployment == nullptr) {
-      absl::MutexLock lock(&mu_);
-      return stopping_ ? absl::UnavailableError("the inference plane is stopped") : NotDeployed(deployment_name);
-    }
+    if (deployment == nullptr) return NotServing(deployment_name);
     ASSIGN_OR_RETURN(Route route, deployment->Choose(version, call.prediction_id));
     absl::StatusOr<RunResult> result = route.runner->TryInfer(inputs, deadline);
     if (!result.ok() && result.status().code() == absl::StatusCode::kUnavailable && route.runner->draining() &&
@@ -467,12 +469,7 @@ bool InferencePlane::InferAsync(const std::string& deployment_name, std::optiona
   for (int attempt = 0;; ++attempt) {
     std::shared_ptr<Deployment> deployment = FindDeployment(deployment_name);
     if (deployment == nullptr) {
-      bool stopping;
-      {
-        absl::MutexLock lock(&mu_);
-        stopping = stopping_;
-      }
-      done(stopping ? absl::UnavailableError("the inference plane is stopped") : NotDeployed(deployment_name));
+      done(NotServing(deployment_name));
       return true;
     }
     absl::StatusOr<Route> route = deployment->Choose(version, call.prediction_id);

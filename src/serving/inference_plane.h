@@ -184,6 +184,9 @@ class InferencePlane {
   void UpdateLoadedGauges(const std::string& deployment, const Routing& routing)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(reconcile_mu_);
   std::shared_ptr<Deployment> FindDeployment(const std::string& name) const;
+  // Why a request for `deployment`, which FindDeployment did not find, fails:
+  // kUnavailable once stopped, else kNotFound.
+  absl::Status NotServing(const std::string& deployment) const;
   void ReconcileLoop();
   void RetirementLoop();
   std::string NewPredictionId();

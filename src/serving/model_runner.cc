@@ -327,27 +327,22 @@ absl::StatusOr<RunResult> ModelRunner::TryInfer(std::vector<Tensor>& inputs, std
 }
 
 void ModelRunner::Submit(std::vector<Tensor> inputs, std::optional<absl::Time> deadline, Callback done) {
-  std::unique_ptr<Request> request = NewRequest(std::move(inputs), deadline);
-  request->callback = std::move(done);
-  absl::Status prepared = Prepare(request.get());
-  if (absl::Status s = prepared.ok() ? Enqueue(request.get()) : prepared; !s.ok()) {
-    Refuse(s);
-    Callback callback = std::move(request->callback);
-    request.reset();
-    callback(s);
-    return;
-  }
-  request.release();  // owned by the queue now; Complete deletes it
+  if (absl::Status s = Queue(inputs, deadline, done, /*may_run_here=*/false); !s.ok()) done(s);
 }
 
 absl::Status ModelRunner::TrySubmit(std::vector<Tensor>& inputs, Callback& done) {
-  std::unique_ptr<Request> request = NewRequest(std::move(inputs), std::nullopt);
+  return Queue(inputs, std::nullopt, done, /*may_run_here=*/true);
+}
+
+absl::Status ModelRunner::Queue(std::vector<Tensor>& inputs, std::optional<absl::Time> deadline, Callback& done,
+                                bool may_run_here) {
+  std::unique_ptr<Request> request = NewRequest(std::move(inputs), deadline);
   request->callback = std::move(done);  // before Enqueue: a worker may answer at once
   absl::Status prepared = Prepare(request.get());
   // Only a model with no instance busy computes here: under load, requests
   // queue and the workers batch them (XGBoost predicts 32 rows for the cost
   // of about 7 single rows) while the caller, an event loop, reads on.
-  if (prepared.ok() && backend_->quick() && ClaimIdleInstance(/*max_busy=*/0)) {
+  if (prepared.ok() && may_run_here && backend_->quick() && ClaimIdleInstance(/*max_busy=*/0)) {
     series_->in_flight().Add(1);
     RunOne(request.release(), absl::Now());  // Complete calls the callback and frees the request
     ReleaseInstance();

@@ -158,6 +158,11 @@ class ModelRunner {
 
   // A request arriving now; its deadline is `deadline`, else default_timeout_ms.
   std::unique_ptr<Request> NewRequest(std::vector<Tensor> inputs, std::optional<absl::Time> deadline) const;
+  // Submit and TrySubmit: queues a request (or, when `may_run_here`, runs it
+  // on this thread; see TrySubmit). On refusal returns the error and hands
+  // `inputs` and `done` back.
+  absl::Status Queue(std::vector<Tensor>& inputs, std::optional<absl::Time> deadline, Callback& done,
+                     bool may_run_here);
   // Validates `request`'s inputs and puts them in signature order.
   absl::Status Prepare(Request* request);
   // Queues a prepared `request` (taking ownership when queued); on refusal
