@@ -7,17 +7,18 @@
 // parses requests; a request for an asynchronous route (Router::AddAsync)
 // whose body is complete is handled on the loop itself, without a thread
 // hand-off, and answered through its Responder from whichever thread
-// completes it (e.g. a model's batch worker). Any other request moves its
-// connection to a connection thread, which serves it and every later
-// request on that connection as before (keep-alive; requests on one
-// connection are sequential). Connection threads are pooled and reused, not
-// created per request. Synchronous handlers may block (e.g. waiting for a
-// group commit); asynchronous handlers must not (Responder::SendFrom runs
-// blocking work on a connection thread). A handler
-// that throws is answered 500 (handlers should not throw); malformed HTTP is
-// answered 400 and the connection closed. HEAD requests with no HEAD route
-// are served by the GET route, without the body. "Expect: 100-continue" is
-// honoured. TCP_NODELAY is set on every connection.
+// completes it (e.g. a model's batch worker); the loop writes the answer.
+// Any other request moves its connection to a connection thread, which
+// serves it and every later request on that connection as before
+// (keep-alive; requests on one connection are sequential). Connection
+// threads are pooled and reused, not created per request. Synchronous
+// handlers may block (e.g. waiting for a group commit); asynchronous
+// handlers must not (Responder::SendFrom runs blocking work on a connection
+// thread). A handler that throws is answered 500 (handlers should not
+// throw); malformed HTTP is answered 400 and the connection closed. HEAD
+// requests with no HEAD route are served by the GET route, without the
+// body. "Expect: 100-continue" is honoured. TCP_NODELAY is set on every
+// connection.
 //
 // Bodies: by default a request body is read fully into Request::body (up to
 // the route's max_body_bytes, else 413). A route added with
