@@ -89,9 +89,18 @@ void AppendFloat(std::string& out, T value) {
   }
   char buf[40];
   char* end = std::to_chars(buf, buf + sizeof(buf), value).ptr;
-  const std::string_view text(buf, static_cast<size_t>(end - buf));
-  out.append(text);
-  if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
+  bool integral = true;
+  for (const char* c = buf; c != end; ++c) {
+    if (*c == '.' || *c == 'e') {
+      integral = false;
+      break;
+    }
+  }
+  if (integral) {
+    *end++ = '.';
+    *end++ = '0';
+  }
+  out.append(buf, end);
 }
 
 template <typename T, typename Write>
@@ -156,6 +165,13 @@ void AppendTensors(std::string& out, const std::vector<Tensor>& tensors) {
   out.push_back(']');
 }
 
+constexpr int64_t kMsPerDay = 86'400'000;
+
+// Days since the epoch (UTC) of a time in ms since the epoch.
+int64_t DayNumber(int64_t time_ms) {
+  return time_ms >= 0 ? time_ms / kMsPerDay : -((-time_ms + kMsPerDay - 1) / kMsPerDay);
+}
+
 // "YYYY-MM-DD" (UTC) of a time in ms since the epoch.
 std::string UtcDay(int64_t time_ms) {
   std::time_t seconds = static_cast<std::time_t>(time_ms / 1000);
@@ -192,9 +208,7 @@ void AppendTensorJson(std::string& out, const Tensor& tensor) {
   out.push_back('}');
 }
 
-std::string PredictionRecordLine(const PredictionRecord& record) {
-  std::string out;
-  out.reserve(256);
+void AppendPredictionRecordLine(std::string& out, const PredictionRecord& record) {
   out += "{\"prediction_id\":";
   AppendString(out, record.prediction_id);
   out += ",\"time_ms\":";
@@ -218,7 +232,6 @@ std::string PredictionRecordLine(const PredictionRecord& record) {
     AppendString(out, record.error);
   }
   out += "}\n";
-  return out;
 }
 
 std::string DeploymentFolderName(std::string_view deployment) {
@@ -403,26 +416,28 @@ void PayloadLog::WriterLoop() {
       flush = flush_wanted_ > synced_seq_ || stopping_;
     }
 
-    // Group consecutive lines per file so that each file gets one write.
-    std::vector<std::pair<std::pair<std::string, std::string>, std::pair<std::string, uint64_t>>> groups;
-    for (PredictionRecord& r : records) {
-      std::string line = PredictionRecordLine(r);
-      std::string day = UtcDay(r.time_ms);
+    // The lines of one file go out in one write.
+    struct Group {
+      const std::string* deployment;
+      int64_t day_number;
+      std::string text;
+      uint64_t records = 0;
+    };
+    std::vector<Group> groups;
+    for (const PredictionRecord& r : records) {
+      const int64_t day = DayNumber(r.time_ms);
       auto it = std::find_if(groups.begin(), groups.end(),
-                             [&](const auto& g) { return g.first.first == r.deployment && g.first.second == day; });
-      if (it == groups.end()) {
-        groups.push_back({{r.deployment, std::move(day)}, {std::move(line), 1}});
-      } else {
-        it->second.first += line;
-        ++it->second.second;
-      }
+                             [&](const Group& g) { return g.day_number == day && *g.deployment == r.deployment; });
+      if (it == groups.end()) it = groups.insert(groups.end(), Group{&r.deployment, day, {}});
+      AppendPredictionRecordLine(it->text, r);
+      ++it->records;
     }
     absl::Status status;
-    for (const auto& [key, content] : groups) {
-      absl::Status s = Append(key.first, key.second, content.first);
+    for (const Group& g : groups) {
+      absl::Status s = Append(*g.deployment, UtcDay(g.day_number * kMsPerDay), g.text);
       if (!s.ok()) {
-        CountDropped(content.second);
-        spdlog::warn("{} ({} records lost)", s.message(), content.second);
+        CountDropped(g.records);
+        spdlog::warn("{} ({} records lost)", s.message(), g.records);
         if (status.ok()) status = s;
       }
     }

@@ -68,8 +68,8 @@ struct PayloadLogOptions {
 // strings (invalid UTF-8 replaced), FP16 widened, floats in their shortest
 // exact form.
 void AppendTensorJson(std::string& out, const Tensor& tensor);
-// One log line, newline included (see docs/payload-log.md).
-std::string PredictionRecordLine(const PredictionRecord& record);
+// Appends one log line, newline included (see docs/payload-log.md).
+void AppendPredictionRecordLine(std::string& out, const PredictionRecord& record);
 // The folder name of a deployment under the log's dir: the name with every
 // byte outside [A-Za-z0-9_.-] and a leading '.' written as %XX, so that no
 // name can escape the log's folder.
