@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "base/json.h"
+#include "base/quoted.h"
 
 namespace cairn::registry {
 namespace {
@@ -67,33 +68,14 @@ class FilterParser {
     return text_.substr(start, pos_ - start);
   }
 
-  // A quoted run: 'x', "x" or `x`; the quote doubled embeds it; a backslash
-  // escapes the next character (MLflow accepts both forms).
+  // A quoted run: 'x', "x" or `x`; the quote doubled embeds it; in '' and ""
+  // a backslash escapes the quote (MLflow accepts both forms).
   absl::StatusOr<std::string> ReadQuoted() {
-    size_t start = pos_;
-    char quote = text_[pos_++];
-    std::string out;
-    while (!AtEnd()) {
-      char c = text_[pos_++];
-      if (c == '\\' && !AtEnd() && quote != '`') {
-        char next = text_[pos_];
-        // Keep the backslash before LIKE wildcards, so the pattern stays escaped.
-        if (next != quote && next != '\\') out += '\\';
-        out += next;
-        ++pos_;
-        continue;
-      }
-      if (c == quote) {
-        if (Peek() == quote) {
-          out += quote;
-          ++pos_;
-          continue;
-        }
-        return out;
-      }
-      out += c;
-    }
-    return FilterError(start, "unterminated quoted string");
+    const size_t start = pos_;
+    const Backslash backslash = text_[pos_] == '`' ? Backslash::kLiteral : Backslash::kEscapes;
+    std::optional<std::string> s = cairn::ReadQuoted(text_, &pos_, backslash);
+    if (!s) return FilterError(start, "unterminated quoted string");
+    return *std::move(s);
   }
 
   absl::StatusOr<FilterClause> ParseComparison() {

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/quoted.h"
+
 namespace cairn::tracking {
 namespace {
 
@@ -292,23 +294,9 @@ class Cursor {
   // opening quote.
   absl::StatusOr<std::string> ReadQuoted() {
     const size_t start = pos_;
-    const char q = in_[pos_++];
-    std::string out;
-    while (true) {
-      if (AtEnd()) {
-        return InvalidAt(fmt::format("Unclosed quote {} in {}", q, Quote(in_.substr(start))), start);
-      }
-      const char c = in_[pos_++];
-      if (c == q) {
-        if (Peek() == q) {
-          out += q;
-          ++pos_;
-          continue;
-        }
-        return out;
-      }
-      out += c;
-    }
+    std::optional<std::string> s = cairn::ReadQuoted(in_, &pos_, Backslash::kLiteral);
+    if (!s) return InvalidAt(fmt::format("Unclosed quote {} in {}", in_[start], Quote(in_.substr(start))), start);
+    return *std::move(s);
   }
 
   // `[ entity . ] key` (see the header for the forms).
