@@ -1178,7 +1178,7 @@ bool EventLoop::AfterResponse(LoopConnection* c) {
     Arm(c, EPOLLOUT);
     return false;
   }
-  c->out.clear();
+  std::string().swap(c->out);  // the next response brings its own buffer
   c->out_sent = 0;
   c->request = Request();
   if (!c->keep_alive || stopping_) {
