@@ -8,6 +8,9 @@
 // whose body is complete is handled on the loop itself, without a thread
 // hand-off, and answered through its Responder from whichever thread
 // completes it (e.g. a model's batch worker); the loop writes the answer.
+// A handler on a loop may put work off to the end of the loop's pass over
+// its ready connections (DeferredTasks::Current(), base/deferred.h), e.g. to
+// handle the pass's requests together.
 // Any other request moves its connection to a connection thread, which
 // serves it and every later request on that connection as before
 // (keep-alive; requests on one connection are sequential). Connection

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/deferred.h"
 #include "base/testing.h"
 
 namespace cairn::http {
@@ -154,6 +156,14 @@ Router TestRouter() {
     std::string body(size, '\0');
     for (uint64_t i = 0; i < size; ++i) body[i] = PatternByte(i);
     reply.Send(Response::Text(200, std::move(body), "application/octet-stream"));
+  });
+  // Answered at the end of the loop's pass over its ready connections.
+  r.AddAsync(Method::kPost, "/async/deferred", [](Request& req, Responder reply) {
+    DeferredTasks* later = DeferredTasks::Current();
+    if (later == nullptr) return reply.Send(Response::Text(500, "not on an event loop"));
+    later->Add([reply = std::make_shared<Responder>(std::move(reply)), body = req.body] {
+      reply->Send(Response::Text(200, "deferred:" + body));
+    });
   });
   r.AddAsync(Method::kPost, "/async/small", [](Request& req, Responder reply) {
     reply.Send(Response::Text(200, std::to_string(req.body.size())));
@@ -752,6 +762,23 @@ TEST_F(HttpServerTest, AsyncPipelinedAndSplitRequests) {
   EXPECT_EQ(body5, "now:z");
   char c;
   EXPECT_EQ(::recv(fd, &c, 1, 0), 0);
+  ::close(fd);
+}
+
+TEST_F(HttpServerTest, AsyncHandlersMayAnswerAtTheEndOfTheLoopsPass) {
+  auto one = client_->Send(Method::kPost, "/async/deferred", "a", "text/plain");
+  ASSERT_THAT(one, IsOk());
+  EXPECT_EQ(one->status, 200);
+  EXPECT_EQ(one->body, "deferred:a");
+  // Pipelined: each answer lets the next request in, in order, on one connection.
+  int fd = RawConnect();
+  SendAll(fd,
+          "POST /async/deferred HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nb"
+          "POST /async/now HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nc"
+          "POST /async/deferred HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nd");
+  EXPECT_EQ(ReadResponse(fd).second, "deferred:b");
+  EXPECT_EQ(ReadResponse(fd).second, "now:c");
+  EXPECT_EQ(ReadResponse(fd).second, "deferred:d");
   ::close(fd);
 }
 

@@ -42,6 +42,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "base/deferred.h"
 #include "http/http.h"
 #include "http/internal/socket_stream.h"
 
@@ -310,7 +311,9 @@ class EventLoop {
 
   void Post(Op op);
   void Run();
+  // Runs what other threads (or this one, from deferred work) posted.
   void RunPosted();
+  bool HasPosted() ABSL_LOCKS_EXCLUDED(mu_);
   void OnReadable(LoopConnection* c);
   void OnWritable(LoopConnection* c);
   // Answers the complete requests buffered in `c`, until one is pending or
@@ -926,11 +929,15 @@ absl::Status EventLoop::Init() {
   return absl::OkStatus();
 }
 
+// The event loop running on this thread, if any.
+thread_local EventLoop* current_loop = nullptr;
+
 void EventLoop::Post(Op op) {
   bool wake;
   {
     absl::MutexLock lock(&mu_);
-    wake = posted_.empty();
+    // The loop's own thread runs what it posts before it waits again.
+    wake = posted_.empty() && current_loop != this;
     posted_.push_back(std::move(op));
   }
   if (wake) {
@@ -940,7 +947,16 @@ void EventLoop::Post(Op op) {
   }
 }
 
+bool EventLoop::HasPosted() {
+  absl::MutexLock lock(&mu_);
+  return !posted_.empty();
+}
+
 void EventLoop::Run() {
+  current_loop = this;
+  // Work the handlers put off until the end of a pass over the ready
+  // connections: a quick model computes the requests of the pass as one batch.
+  DeferredTasks later;
   constexpr int kMaxEvents = 128;
   epoll_event events[kMaxEvents];
   int64_t next_sweep = MonotonicMs() + 1000;
@@ -962,9 +978,19 @@ void EventLoop::Run() {
         OnWritable(c);
       }
     }
+    if (posted) {
+      uint64_t count;
+      while (::read(event_fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
+      }
+    }
     // After the events: a posted stop closes connections that may have had
-    // an event in this batch.
-    if (posted) RunPosted();
+    // an event in this batch. The deferred work answers requests (posting
+    // to this loop), and the answers let pipelined requests in.
+    for (;;) {
+      later.RunAll();
+      if (!HasPosted()) break;
+      RunPosted();
+    }
     const int64_t now = MonotonicMs();
     if (now >= next_sweep) {
       Sweep();
@@ -975,9 +1001,6 @@ void EventLoop::Run() {
 }
 
 void EventLoop::RunPosted() {
-  uint64_t count;
-  while (::read(event_fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
-  }
   std::vector<Op> ops;
   {
     absl::MutexLock lock(&mu_);

@@ -12,6 +12,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "base/deferred.h"
 #include "base/testing.h"
 
 namespace cairn::serving {
@@ -27,12 +28,13 @@ using ::testing::Not;
 // shows which version computed it.
 class VersionBackend : public ModelBackend {
  public:
-  explicit VersionBackend(int64_t version) : version_(version) {
+  VersionBackend(int64_t version, bool quick) : version_(version), quick_(quick) {
     signature_.inputs = {{"x", DataType::kFp32, {-1, 3}}};
     signature_.outputs = {{"y", DataType::kFp32, {-1, 1}}};
   }
   const ModelSignature& signature() const override { return signature_; }
   std::string_view platform() const override { return "test_version"; }
+  bool quick() const override { return quick_; }
   absl::StatusOr<std::vector<Tensor>> Infer(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
     std::span<const float> v = x.values<float>();
@@ -43,6 +45,7 @@ class VersionBackend : public ModelBackend {
 
  private:
   const int64_t version_;
+  const bool quick_;
   ModelSignature signature_;
 };
 
@@ -121,7 +124,7 @@ class InferencePlaneTest : public ::testing::Test {
       absl::MutexLock lock(&mu_);
       ++loads_;
       if (broken_.count(version)) return absl::InternalError(fmt::format("corrupt model file for version {}", version));
-      return std::make_unique<VersionBackend>(version);
+      return std::make_unique<VersionBackend>(version, quick_models_);
     };
     return options;
   }
@@ -152,6 +155,7 @@ class InferencePlaneTest : public ::testing::Test {
   absl::Mutex mu_;
   std::set<int64_t> broken_ ABSL_GUARDED_BY(mu_);
   int loads_ ABSL_GUARDED_BY(mu_) = 0;
+  bool quick_models_ = false;  // VersionBackend::quick(); set before loading
 };
 
 TEST_F(InferencePlaneTest, ServesTheAliasVersion) {
@@ -239,41 +243,73 @@ TEST_F(InferencePlaneTest, InferAsyncAnswersLikeInferAndLeavesDeadlinesToInfer) 
   EXPECT_TRUE(done);
 }
 
-TEST_F(InferencePlaneTest, AliasMovesUnderLoadFailNoRequest) {
-  auto plane = NewPlane(Options());
-  ASSERT_OK(plane->Reconcile());
+// How a load-test client sends its requests.
+enum class Client {
+  kInfer,       // waits in Infer
+  kInferAsync,  // InferAsync, waited for
+  kLoopPass,    // like an event loop: InferAsync three times, then the pass's deferred work
+};
+
+// 4 clients of each kind in `kinds` send requests while the alias moves 20
+// times: no request may fail, and every answer must come from a version
+// current around its call.
+void MoveTheAliasUnderLoad(InferencePlane& plane, FakeSource& source, const std::vector<Client>& kinds) {
   std::atomic<int64_t> published{1};  // set after each Reconcile returns
   std::atomic<bool> stop{false};
   std::atomic<int64_t> answered{0};
   std::atomic<int64_t> failures{0};
   std::atomic<int64_t> out_of_window{0};
+  auto check = [&](const absl::StatusOr<PlaneResult>& r, int64_t before) {
+    const int64_t after = published.load();
+    if (!r.ok()) {
+      ++failures;
+      ADD_FAILURE() << r.status();
+      return;
+    }
+    // The routing is published inside Reconcile, just before `published`
+    // moves: an answer comes from a version current around the call.
+    if (r->version < before || r->version > after + 1 || ComputedBy(*r) != r->version) ++out_of_window;
+    ++answered;
+  };
   std::vector<std::thread> clients;
   for (int t = 0; t < 4; ++t) {
     clients.emplace_back([&, t] {
+      const Client kind = kinds[t % kinds.size()];
+      DeferredTasks later;  // used by kLoopPass only
       int64_t i = 0;
       while (!stop.load()) {
         const int64_t before = published.load();
-        // Half the clients wait in Infer, half are answered through InferAsync.
         std::string id = fmt::format("client{}-{}", t, i++);
-        absl::StatusOr<PlaneResult> r = t % 2 == 0 ? plane->Infer("fraud", std::nullopt, Row(), id)
-                                                   : InferAsyncAndWait(*plane, "fraud", Row(), id);
-        const int64_t after = published.load();
-        if (!r.ok()) {
-          ++failures;
-          ADD_FAILURE() << r.status();
-          continue;
+        if (kind == Client::kInfer) {
+          check(plane.Infer("fraud", std::nullopt, Row(), id), before);
+        } else if (kind == Client::kInferAsync) {
+          check(InferAsyncAndWait(plane, "fraud", Row(), id), before);
+        } else {
+          constexpr int kPass = 3;
+          std::vector<absl::StatusOr<PlaneResult>> results(kPass, absl::UnknownError("not answered"));
+          std::atomic<int> pending{kPass};
+          for (int k = 0; k < kPass; ++k) {
+            std::vector<Tensor> inputs = Row();
+            InferencePlane::InferCallback done = [&, k](absl::StatusOr<PlaneResult> r) {
+              results[k] = std::move(r);
+              --pending;
+            };
+            if (!plane.InferAsync("fraud", std::nullopt, inputs, id + "-" + std::to_string(k), std::nullopt, done)) {
+              results[k] = absl::FailedPreconditionError("InferAsync declined");
+              --pending;
+            }
+          }
+          later.RunAll();
+          while (pending.load() > 0) std::this_thread::yield();  // queued for a worker
+          for (const auto& r : results) check(r, before);
         }
-        // The routing is published inside Reconcile, just before `published`
-        // moves: an answer comes from a version current around the call.
-        if (r->version < before || r->version > after + 1 || ComputedBy(*r) != r->version) ++out_of_window;
-        ++answered;
       }
     });
   }
   for (int64_t v = 2; v <= 21; ++v) {
     const int64_t seen = answered.load();
-    source_.SetAlias("iris", "production", v);
-    ASSERT_OK(plane->Reconcile());
+    source.SetAlias("iris", "production", v);
+    ASSERT_OK(plane.Reconcile());
     published = v;
     // Let traffic flow on the new version before the next move.
     while (answered.load() < seen + 20 && failures.load() == 0) std::this_thread::yield();
@@ -283,6 +319,12 @@ TEST_F(InferencePlaneTest, AliasMovesUnderLoadFailNoRequest) {
   EXPECT_EQ(failures, 0);
   EXPECT_EQ(out_of_window, 0);
   EXPECT_GT(answered, 400);
+}
+
+TEST_F(InferencePlaneTest, AliasMovesUnderLoadFailNoRequest) {
+  auto plane = NewPlane(Options());
+  ASSERT_OK(plane->Reconcile());
+  MoveTheAliasUnderLoad(*plane, source_, {Client::kInfer, Client::kInferAsync});
   ASSERT_OK_AND_ASSIGN(PlaneResult last, plane->Infer("fraud", std::nullopt, Row(), ""));
   EXPECT_EQ(last.version, 21);
   plane->WaitForRetirementsForTest();
@@ -291,6 +333,31 @@ TEST_F(InferencePlaneTest, AliasMovesUnderLoadFailNoRequest) {
   EXPECT_THAT(text, HasSubstr("version=\"21\""));
   EXPECT_THAT(text, Not(HasSubstr("version=\"20\"")));
   EXPECT_EQ(loads(), 21);
+}
+
+TEST_F(InferencePlaneTest, AliasMovesFailNoRequestOfLoopPassesToAQuickModel) {
+  // A quick model with no batching delay: requests made on a thread with
+  // DeferredTasks are computed in pass batches (ModelRunner::TrySubmit).
+  quick_models_ = true;
+  DeploymentSpec spec = Spec();
+  spec.runner.max_queue_delay_us = 0;
+  source_.SetDeployments({spec});
+  auto plane = NewPlane(Options());
+  ASSERT_OK(plane->Reconcile());
+  MoveTheAliasUnderLoad(*plane, source_, {Client::kLoopPass, Client::kLoopPass, Client::kInfer});
+  plane->WaitForRetirementsForTest();
+  EXPECT_EQ(loads(), 21);
+  // The passes' requests shared backend calls: more rows than calls.
+  std::string text = plane->RenderMetrics();
+  auto value = [&](const std::string& series) {
+    const std::string key = series + "{deployment=\"fraud\",model=\"iris\",version=\"21\"} ";
+    size_t at = text.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + key.size()));
+  };
+  const double rows = value("cairn_inference_batch_size_sum");
+  const double calls = value("cairn_inference_batch_size_count");
+  EXPECT_GT(calls, 0);
+  EXPECT_GT(rows, calls);
 }
 
 TEST_F(InferencePlaneTest, CanaryTakesRoughlyItsShare) {

@@ -62,6 +62,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/deferred.h"
 #include "base/json.h"
 #include "base/status.h"
 #include "serving/metrics.h"
@@ -128,8 +129,15 @@ class ModelRunner {
   // Like Submit (with the default deadline), but a request refused before
   // it was queued returns the error, leaves `inputs` and `done` with the
   // caller and never calls `done` (see TryInfer). When the backend is
-  // quick() and no instance is busy, the request is computed on the calling
-  // thread and `done` is called before TrySubmit returns.
+  // quick() and batching does not wait for company:
+  //  - on a thread with DeferredTasks (an event loop), the request joins
+  //    the thread's others for this runner, and all are computed when the
+  //    thread runs its deferred tasks: on that thread, in batches, when an
+  //    instance is free and nothing queued waits for one (or the runner is
+  //    draining); else they are queued for the workers. Such a thread must
+  //    not destroy the runner while it has requests pending for it.
+  //  - elsewhere, when no instance is busy, the request is computed on the
+  //    calling thread and `done` is called before TrySubmit returns.
   absl::Status TrySubmit(std::vector<Tensor>& inputs, Callback& done);
 
   // Refuses new requests (kUnavailable), lets the queued and running ones
@@ -151,6 +159,7 @@ class ModelRunner {
  private:
   struct Request;
   struct Batch;
+  struct PassBatch;
 
   ModelRunner(std::shared_ptr<ModelBackend> backend, const RunnerOptions& options, ModelLabels labels,
               std::unique_ptr<MetricRegistry> own_registry, std::unique_ptr<InferenceMetrics> own_metrics,
@@ -168,6 +177,16 @@ class ModelRunner {
   // Queues a prepared `request` (taking ownership when queued); on refusal
   // returns the error and leaves `request` to the caller.
   absl::Status Enqueue(Request* request);
+  absl::Status EnqueueLocked(Request* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // TrySubmit on a thread with DeferredTasks: adds a prepared `request` to
+  // the thread's pass batch for this runner (taking ownership), or returns
+  // false (draining, or batching waits for company).
+  bool AddToPass(Request* request, DeferredTasks& later);
+  // The deferred task: computes or queues this thread's pass batch.
+  void RunPassBatch();
+  // Whether `r` can join a batch that `first` starts (same inputs, same
+  // dimensions after the batch dimension).
+  static bool Stackable(const Request& first, const Request& r);
   // When nothing is queued, no batch is being gathered, batching would not
   // wait for company and at most `max_busy` instances are busy, claims an
   // idle instance for the caller's own thread (no handoff to a worker: the
@@ -186,7 +205,7 @@ class ModelRunner {
   absl::StatusOr<std::vector<Tensor>> CallBackend(const std::vector<Tensor>& inputs);
   bool GatherDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool WorkAvailable() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  bool NoneBusy() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return busy_instances_ == 0; }
+  bool NoneBusy() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return busy_instances_ == 0 && pass_requests_ == 0; }
 
   const std::shared_ptr<ModelBackend> backend_;
   const RunnerOptions options_;
@@ -200,10 +219,12 @@ class ModelRunner {
   int64_t queued_rows_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t running_ ABSL_GUARDED_BY(mu_) = 0;  // requests in backend calls
   int busy_instances_ ABSL_GUARDED_BY(mu_) = 0;  // workers in backend calls + callers running on their own thread
+  int64_t pass_requests_ ABSL_GUARDED_BY(mu_) = 0;  // in pass batches, not yet queued or answered
   bool gathering_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;  // joined by Drain
+  static thread_local std::vector<PassBatch> pass_batches_;  // this thread's, for every runner
   absl::Mutex drain_mu_;              // serialises Drain callers
 };
 

@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "base/deferred.h"
 #include "base/testing.h"
 
 namespace cairn::serving {
@@ -339,6 +340,95 @@ TEST_F(ModelRunnerTest, TrySubmitQueuesWhileAnotherInstanceIsBusy) {
   backend_->Open();
   while (answered < 2) std::this_thread::yield();
   EXPECT_FALSE(on_caller);
+}
+
+TEST_F(ModelRunnerTest, TrySubmitOnADeferringThreadComputesThePassInBatches) {
+  auto runner = NewRunner({.max_batch_size = 4, .instances = 1});
+  backend_->set_quick(true);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<float> sums;
+  std::vector<int> batch_sizes;
+  int elsewhere = 0;
+  {
+    DeferredTasks later;
+    for (int i = 0; i < 6; ++i) {
+      std::vector<Tensor> inputs = Rows(1, static_cast<float>(10 * i));
+      ModelRunner::Callback done = [&](absl::StatusOr<RunResult> r) {
+        ASSERT_TRUE(r.ok()) << r.status();
+        sums.push_back(r->outputs[0].values<float>()[0]);
+        batch_sizes.push_back(r->batch_size);
+        elsewhere += std::this_thread::get_id() != caller;
+      };
+      ASSERT_OK(runner->TrySubmit(inputs, done));
+    }
+    EXPECT_TRUE(sums.empty());  // nothing runs before the pass ends
+    EXPECT_TRUE(backend_->calls().empty());
+    later.RunAll();
+    // Answered on this thread, in order, in batches of at most 4 rows.
+    EXPECT_THAT(backend_->calls(), ElementsAre(4, 2));
+    EXPECT_THAT(batch_sizes, ElementsAre(4, 4, 4, 4, 2, 2));
+    ASSERT_EQ(sums.size(), 6u);
+    for (int i = 0; i < 6; ++i) EXPECT_EQ(sums[i], RowSum(10.0f * i, 0));
+    EXPECT_EQ(elsewhere, 0);
+  }
+  EXPECT_EQ(runner->in_flight(), 0);
+}
+
+TEST_F(ModelRunnerTest, APassFindingEveryInstanceBusyIsQueuedForTheWorkers) {
+  auto runner = NewRunner({.max_batch_size = 8, .instances = 1});
+  backend_->set_quick(true);
+  backend_->Close();
+  std::atomic<int> answered{0};
+  runner->Submit(Rows(1), std::nullopt, [&](absl::StatusOr<RunResult> r) { answered += r.ok(); });
+  backend_->AwaitEntered(1);  // the only instance is busy
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<int> on_caller{0};
+  {
+    DeferredTasks later;
+    for (int i = 0; i < 3; ++i) {
+      std::vector<Tensor> inputs = Rows(1);
+      ModelRunner::Callback done = [&](absl::StatusOr<RunResult> r) {
+        on_caller += std::this_thread::get_id() == caller;
+        answered += r.ok();
+      };
+      ASSERT_OK(runner->TrySubmit(inputs, done));
+    }
+    later.RunAll();  // queued, not run here
+    EXPECT_EQ(runner->queue_depth(), 3);
+  }
+  backend_->Open();
+  while (answered < 4) std::this_thread::yield();
+  EXPECT_EQ(on_caller, 0);
+  EXPECT_THAT(backend_->calls(), ElementsAre(1, 3));  // the worker batched the pass's requests
+}
+
+TEST_F(ModelRunnerTest, DrainWaitsForAPendingPassAndThePassStillRuns) {
+  auto runner = NewRunner({.max_batch_size = 8, .instances = 1});
+  backend_->set_quick(true);
+  std::atomic<int> answered{0};
+  DeferredTasks later;
+  for (int i = 0; i < 2; ++i) {
+    std::vector<Tensor> inputs = Rows(1);
+    ModelRunner::Callback done = [&](absl::StatusOr<RunResult> r) { answered += r.ok(); };
+    ASSERT_OK(runner->TrySubmit(inputs, done));
+  }
+  std::atomic<bool> drained{false};
+  std::thread drainer([&] {
+    runner->Drain();
+    drained = true;
+  });
+  while (!runner->draining()) std::this_thread::yield();
+  // Draining: a new request is refused at once and stays with the caller...
+  std::vector<Tensor> inputs = Rows(1);
+  ModelRunner::Callback done = [&](absl::StatusOr<RunResult>) { FAIL() << "refused requests are not answered"; };
+  EXPECT_THAT(runner->TrySubmit(inputs, done), StatusIs(absl::StatusCode::kUnavailable));
+  // ...while the pending pass holds Drain until it has run (here, workers gone).
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(drained);
+  later.RunAll();
+  drainer.join();
+  EXPECT_EQ(answered, 2);
+  EXPECT_THAT(backend_->calls(), ElementsAre(2));
 }
 
 TEST_F(ModelRunnerTest, TrySubmitRefusalLeavesInputsAndCallbackWithTheCaller) {
