@@ -240,6 +240,8 @@ class WorkerProcess {
         stderr_(std::move(stderr_fd)),
         label_(std::move(label)) {}
 
+  // Reaps the worker if it has exited, after killing (SIGKILL) what is left
+  // of its process group. True once reaped.
   bool TryReap();
   void KillAndReap();
   // Reads what stderr holds now; logs complete lines and keeps a tail.
@@ -311,11 +313,21 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(const Launch
 
 bool WorkerProcess::TryReap() {
   if (reaped_) return true;
-  int status;
-  pid_t r = ::waitpid(pid_, &status, WNOHANG);
-  if (r == pid_ || (r < 0 && errno == ECHILD)) {
+  // Looked at without reaping first: while the exited worker is a zombie its
+  // process group id stays ours, so the group's other members (processes
+  // the model started, which may ignore SIGTERM) can be killed for sure.
+  siginfo_t info{};
+  int r = ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT);
+  if (r == 0 && info.si_pid == 0) return false;  // still running
+  if (r == 0) ::kill(-pid_, SIGKILL);
+  int status = 0;
+  pid_t reaped;
+  do {
+    reaped = ::waitpid(pid_, &status, r == 0 ? 0 : WNOHANG);
+  } while (reaped < 0 && errno == EINTR);
+  if (reaped == pid_ || (reaped < 0 && errno == ECHILD)) {
     reaped_ = true;
-    wait_status_ = r == pid_ ? status : 0;
+    wait_status_ = reaped == pid_ ? status : 0;
   }
   return reaped_;
 }

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -239,12 +240,13 @@ TEST_F(PythonBackendTest, TwoWorkersServeEightThreads) {
 }
 
 TEST_F(PythonBackendTest, DestructionLeavesNoProcesses) {
-  // A model that starts a process of its own, which must go with the worker.
+  // A model that starts a process of its own, deaf to SIGTERM, which must
+  // go with the worker all the same.
   WriteFile(dir_.path() + "/predict.py", R"py(
 import subprocess
 import numpy as np
 
-_sleeper = subprocess.Popen(["sleep", "60"])
+_sleeper = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 60"])
 with open("sleeper.pid", "w") as f:
     f.write(str(_sleeper.pid))
 
@@ -266,6 +268,8 @@ def predict(inputs):
   std::ifstream in(dir_.path() + "/sleeper.pid");
   pid_t sleeper = 0;
   ASSERT_TRUE(in >> sleeper);
+  // Killed with its group; dying takes the kernel a moment on a busy machine.
+  for (int i = 0; i < 500 && Running(sleeper); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_FALSE(Running(sleeper)) << "the model's own child outlived the worker";
 }
 
