@@ -408,7 +408,7 @@ void ModelRunner::RunPassBatch() {
   pass_batches_.erase(it);
   const auto n = static_cast<int64_t>(requests.size());
   bool here;
-  std::vector<Request*> refused;
+  std::vector<std::pair<Request*, absl::Status>> refused;  // the queue was full
   {
     absl::MutexLock lock(&mu_);
     // Computed here when an instance is free and nothing queued is waiting
@@ -420,26 +420,21 @@ void ModelRunner::RunPassBatch() {
       running_ += n;
     } else {
       for (Request* r : requests) {
-        if (EnqueueLocked(r).ok()) {
+        if (absl::Status s = EnqueueLocked(r); s.ok()) {
           series_->in_flight().Add(-1);  // EnqueueLocked counted it again
         } else {
-          refused.push_back(r);
+          refused.emplace_back(r, std::move(s));
         }
       }
+      pass_requests_ -= n;
     }
-    pass_requests_ -= here ? 0 : n;
   }
-  for (Request* r : refused) {
-    Complete(r, absl::ResourceExhaustedError(fmt::format("queue of model {} version {} is full ({} requests)",
-                                                         labels_.model, labels_.version,
-                                                         options_.queue_capacity)));
-  }
+  for (auto& [r, status] : refused) Complete(r, std::move(status));
   if (!here) return;
   // In batches of up to max_batch_size rows of requests that stack.
   std::vector<Request*> batch;
   int64_t rows = 0;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    Request* r = requests[i];
+  for (Request* r : requests) {
     if (!batch.empty() && (rows + r->rows > options_.max_batch_size || !Stackable(*batch[0], *r))) {
       RunBatch(batch);
       batch.clear();

@@ -402,6 +402,31 @@ TEST_F(ModelRunnerTest, APassFindingEveryInstanceBusyIsQueuedForTheWorkers) {
   EXPECT_THAT(backend_->calls(), ElementsAre(1, 3));  // the worker batched the pass's requests
 }
 
+TEST_F(ModelRunnerTest, APassMeetingAFullQueueIsAnswered429ForTheRest) {
+  auto runner = NewRunner({.max_batch_size = 8, .instances = 1, .queue_capacity = 1});
+  backend_->set_quick(true);
+  backend_->Close();
+  runner->Submit(Rows(1), std::nullopt, [](absl::StatusOr<RunResult>) {});
+  backend_->AwaitEntered(1);  // the only instance is busy
+  std::vector<absl::Status> results;
+  {
+    DeferredTasks later;
+    for (int i = 0; i < 3; ++i) {
+      std::vector<Tensor> inputs = Rows(1);
+      ModelRunner::Callback done = [&](absl::StatusOr<RunResult> r) { results.push_back(r.status()); };
+      ASSERT_OK(runner->TrySubmit(inputs, done));
+    }
+    later.RunAll();
+  }
+  // One fits in the queue; the other two are answered at once.
+  EXPECT_THAT(results, ElementsAre(StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("is full")),
+                                   StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("is full"))));
+  EXPECT_EQ(runner->queue_depth(), 1);
+  backend_->Open();
+  while (runner->in_flight() != 0) std::this_thread::yield();
+  EXPECT_EQ(results.size(), 3u);
+}
+
 TEST_F(ModelRunnerTest, DrainWaitsForAPendingPassAndThePassStillRuns) {
   auto runner = NewRunner({.max_batch_size = 8, .instances = 1});
   backend_->set_quick(true);
