@@ -311,9 +311,9 @@ class EventLoop {
 
   void Post(Op op);
   void Run();
-  // Runs what other threads (or this one, from deferred work) posted.
-  void RunPosted();
-  bool HasPosted() ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs what other threads (or this one, from deferred work) posted;
+  // false when there was nothing.
+  bool RunPosted() ABSL_LOCKS_EXCLUDED(mu_);
   void OnReadable(LoopConnection* c);
   void OnWritable(LoopConnection* c);
   // Answers the complete requests buffered in `c`, until one is pending or
@@ -947,11 +947,6 @@ void EventLoop::Post(Op op) {
   }
 }
 
-bool EventLoop::HasPosted() {
-  absl::MutexLock lock(&mu_);
-  return !posted_.empty();
-}
-
 void EventLoop::Run() {
   current_loop = this;
   // Work the handlers put off until the end of a pass over the ready
@@ -986,11 +981,9 @@ void EventLoop::Run() {
     // After the events: a posted stop closes connections that may have had
     // an event in this batch. The deferred work answers requests (posting
     // to this loop), and the answers let pipelined requests in.
-    for (;;) {
+    do {
       later.RunAll();
-      if (!HasPosted()) break;
-      RunPosted();
-    }
+    } while (RunPosted());
     const int64_t now = MonotonicMs();
     if (now >= next_sweep) {
       Sweep();
@@ -1000,12 +993,13 @@ void EventLoop::Run() {
   }
 }
 
-void EventLoop::RunPosted() {
+bool EventLoop::RunPosted() {
   std::vector<Op> ops;
   {
     absl::MutexLock lock(&mu_);
     ops.swap(posted_);
   }
+  if (ops.empty()) return false;
   for (Op& op : ops) {
     switch (op.kind) {
       case Op::kAdopt: {
@@ -1036,6 +1030,7 @@ void EventLoop::RunPosted() {
       }
     }
   }
+  return true;
 }
 
 void EventLoop::Arm(LoopConnection* c, uint32_t events, int op) {

@@ -212,10 +212,18 @@ absl::Status ModelRunner::Prepare(Request* request) {
   return absl::OkStatus();
 }
 
+bool ModelRunner::WaitsForCompany() const {
+  return options_.max_batch_size > 1 && options_.max_queue_delay_us > 0;
+}
+
+bool ModelRunner::InstanceFree(int max_busy) const {
+  return !gathering_ && queue_.empty() && busy_instances_ <= max_busy;
+}
+
 bool ModelRunner::ClaimIdleInstance(int max_busy) {
-  if (options_.max_batch_size > 1 && options_.max_queue_delay_us > 0) return false;  // requests wait for company
+  if (WaitsForCompany()) return false;
   absl::MutexLock lock(&mu_);
-  if (draining_ || gathering_ || !queue_.empty() || busy_instances_ > max_busy) return false;
+  if (draining_ || !InstanceFree(max_busy)) return false;
   ++busy_instances_;
   ++running_;
   return true;
@@ -383,7 +391,7 @@ absl::Status ModelRunner::Queue(std::vector<Tensor>& inputs, std::optional<absl:
 }
 
 bool ModelRunner::AddToPass(Request* request, DeferredTasks& later) {
-  if (options_.max_batch_size > 1 && options_.max_queue_delay_us > 0) return false;  // requests wait for company
+  if (WaitsForCompany()) return false;
   {
     absl::MutexLock lock(&mu_);
     if (draining_) return false;  // refused by Enqueue, so that the caller can send it elsewhere
@@ -414,7 +422,7 @@ void ModelRunner::RunPassBatch() {
     // Computed here when an instance is free and nothing queued is waiting
     // for one, or when the runner is draining (its workers may be gone);
     // else queued for the workers, behind the requests already waiting.
-    here = draining_ || (queue_.empty() && !gathering_ && busy_instances_ < options_.instances);
+    here = draining_ || InstanceFree(options_.instances - 1);
     if (here) {
       ++busy_instances_;
       running_ += n;

@@ -193,6 +193,11 @@ class ModelRunner {
   // latency of a request on an idle model is the backend's plus
   // validation). Release with ReleaseInstance.
   bool ClaimIdleInstance(int max_busy);
+  // Batching waits for other requests to join (max_queue_delay_us > 0), so
+  // no request is computed at once on its caller's thread.
+  bool WaitsForCompany() const;
+  // Nothing queued or being gathered, and at most `max_busy` instances busy.
+  bool InstanceFree(int max_busy) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void ReleaseInstance();
   void Complete(Request* request, absl::StatusOr<RunResult> result);
   void Refuse(const absl::Status& status);
