@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <span>
 #include <system_error>
 #include <utility>
 
@@ -74,73 +76,85 @@ void AppendInteger(std::string& out, T value) {
   out.append(buf, std::to_chars(buf, buf + sizeof(buf), value).ptr);
 }
 
+// Element writers for AppendArray: each writes one element's text at `p`
+// (at most kMaxElementChars bytes) and returns the end of what it wrote.
+constexpr size_t kMaxElementChars = 32;  // "-2.2250738585072014e-308.0" is 26
+
+template <typename T>
+char* WriteInteger(char* p, T value) {
+  return std::to_chars(p, p + kMaxElementChars, value).ptr;
+}
+
+char* WriteLiteral(char* p, std::string_view text) {
+  std::memcpy(p, text.data(), text.size());
+  return p + text.size();
+}
+
 // A float as a JSON number: the shortest text that reads back as the same
 // value, with ".0" on integral values so that readers see a float; NaN and
 // infinities as strings.
 template <typename T>
-void AppendFloat(std::string& out, T value) {
-  if (std::isnan(value)) {
-    out += "\"NaN\"";
-    return;
+char* WriteFloat(char* p, T value) {
+  if (std::isnan(value)) return WriteLiteral(p, "\"NaN\"");
+  if (std::isinf(value)) return WriteLiteral(p, value > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+  // Integral values below 1e5 (pixels, counts, codes) skip the search for
+  // the shortest form: it is their integer text, plus ".0". From 1e5 on the
+  // shortest form may be exponential ("1e+05"), and -0 keeps its sign, so
+  // those take the general path.
+  if (value > -1e5 && value < 1e5 && value == std::trunc(value) && !(value == 0 && std::signbit(value))) {
+    p = WriteInteger(p, static_cast<int32_t>(value));
+    return WriteLiteral(p, ".0");
   }
-  if (std::isinf(value)) {
-    out += value > 0 ? "\"Infinity\"" : "\"-Infinity\"";
-    return;
-  }
-  char buf[40];
-  char* end = std::to_chars(buf, buf + sizeof(buf), value).ptr;
-  bool integral = true;
-  for (const char* c = buf; c != end; ++c) {
-    if (*c == '.' || *c == 'e') {
-      integral = false;
-      break;
-    }
-  }
-  if (integral) {
-    *end++ = '.';
-    *end++ = '0';
-  }
-  out.append(buf, end);
+  char* start = p;
+  p = std::to_chars(p, p + kMaxElementChars, value).ptr;
+  if (std::find_if(start, p, [](char c) { return c == '.' || c == 'e'; }) == p) p = WriteLiteral(p, ".0");
+  return p;
 }
 
+// Appends `[e0,e1,...]`, writing the elements straight into `out`: room for
+// the longest text of every element is made first and the rest cut after.
 template <typename T, typename Write>
 void AppendArray(std::string& out, const Tensor& t, const Write& write) {
-  out.push_back('[');
-  bool first = true;
-  for (T v : t.values<T>()) {
-    if (!first) out.push_back(',');
-    first = false;
-    write(v);
+  const std::span<const T> values = t.values<T>();
+  const size_t start = out.size();
+  out.resize(start + 2 + values.size() * (kMaxElementChars + 1));
+  char* p = out.data() + start;
+  *p++ = '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) *p++ = ',';
+    p = write(p, values[i]);
   }
-  out.push_back(']');
+  *p++ = ']';
+  out.resize(static_cast<size_t>(p - out.data()));
 }
 
 void AppendTensorData(std::string& out, const Tensor& t) {
   switch (t.datatype) {
     case DataType::kBool:
-      return AppendArray<uint8_t>(out, t, [&](uint8_t v) { out += v != 0 ? "true" : "false"; });
+      return AppendArray<uint8_t>(out, t, [](char* p, uint8_t v) { return WriteLiteral(p, v != 0 ? "true" : "false"); });
     case DataType::kUint8:
-      return AppendArray<uint8_t>(out, t, [&](uint8_t v) { AppendInteger(out, v); });
+      return AppendArray<uint8_t>(out, t, WriteInteger<uint8_t>);
     case DataType::kUint16:
-      return AppendArray<uint16_t>(out, t, [&](uint16_t v) { AppendInteger(out, v); });
+      return AppendArray<uint16_t>(out, t, WriteInteger<uint16_t>);
     case DataType::kUint32:
-      return AppendArray<uint32_t>(out, t, [&](uint32_t v) { AppendInteger(out, v); });
+      return AppendArray<uint32_t>(out, t, WriteInteger<uint32_t>);
     case DataType::kUint64:
-      return AppendArray<uint64_t>(out, t, [&](uint64_t v) { AppendInteger(out, v); });
+      return AppendArray<uint64_t>(out, t, WriteInteger<uint64_t>);
     case DataType::kInt8:
-      return AppendArray<int8_t>(out, t, [&](int8_t v) { AppendInteger(out, v); });
+      return AppendArray<int8_t>(out, t, WriteInteger<int8_t>);
     case DataType::kInt16:
-      return AppendArray<int16_t>(out, t, [&](int16_t v) { AppendInteger(out, v); });
+      return AppendArray<int16_t>(out, t, WriteInteger<int16_t>);
     case DataType::kInt32:
-      return AppendArray<int32_t>(out, t, [&](int32_t v) { AppendInteger(out, v); });
+      return AppendArray<int32_t>(out, t, WriteInteger<int32_t>);
     case DataType::kInt64:
-      return AppendArray<int64_t>(out, t, [&](int64_t v) { AppendInteger(out, v); });
+      return AppendArray<int64_t>(out, t, WriteInteger<int64_t>);
     case DataType::kFp16:  // widened to its exact value
-      return AppendArray<uint16_t>(out, t, [&](uint16_t h) { AppendFloat(out, static_cast<double>(HalfToFloat(h))); });
+      return AppendArray<uint16_t>(
+          out, t, [](char* p, uint16_t h) { return WriteFloat(p, static_cast<double>(HalfToFloat(h))); });
     case DataType::kFp32:
-      return AppendArray<float>(out, t, [&](float v) { AppendFloat(out, v); });
+      return AppendArray<float>(out, t, WriteFloat<float>);
     case DataType::kFp64:
-      return AppendArray<double>(out, t, [&](double v) { AppendFloat(out, v); });
+      return AppendArray<double>(out, t, WriteFloat<double>);
     case DataType::kBytes: {
       out.push_back('[');
       bool first = true;
@@ -387,6 +401,10 @@ void PayloadLog::WriterLoop() {
   uint64_t written_seq = 0;
   bool unsynced = false;
   std::deque<PredictionRecord> records;
+  // Each file's lines of one batch; the buffers are kept from batch to batch
+  // (up to kKeptBufferBytes each), so that a busy log does not grow them anew.
+  constexpr size_t kKeptBufferBytes = 4 << 20;
+  std::vector<std::string> texts;
   while (true) {
     bool stop;
     bool flush;
@@ -416,11 +434,10 @@ void PayloadLog::WriterLoop() {
       flush = flush_wanted_ > synced_seq_ || stopping_;
     }
 
-    // The lines of one file go out in one write.
+    // The lines of one file go out in one write, from texts[group index].
     struct Group {
       const std::string* deployment;
       int64_t day_number;
-      std::string text;
       uint64_t records = 0;
     };
     std::vector<Group> groups;
@@ -428,18 +445,24 @@ void PayloadLog::WriterLoop() {
       const int64_t day = DayNumber(r.time_ms);
       auto it = std::find_if(groups.begin(), groups.end(),
                              [&](const Group& g) { return g.day_number == day && *g.deployment == r.deployment; });
-      if (it == groups.end()) it = groups.insert(groups.end(), Group{&r.deployment, day, {}});
-      AppendPredictionRecordLine(it->text, r);
+      if (it == groups.end()) {
+        it = groups.insert(groups.end(), Group{&r.deployment, day});
+        if (texts.size() < groups.size()) texts.emplace_back();
+        texts[groups.size() - 1].clear();
+      }
+      AppendPredictionRecordLine(texts[static_cast<size_t>(it - groups.begin())], r);
       ++it->records;
     }
     absl::Status status;
-    for (const Group& g : groups) {
-      absl::Status s = Append(*g.deployment, UtcDay(g.day_number * kMsPerDay), g.text);
+    for (size_t i = 0; i < groups.size(); ++i) {
+      const Group& g = groups[i];
+      absl::Status s = Append(*g.deployment, UtcDay(g.day_number * kMsPerDay), texts[i]);
       if (!s.ok()) {
         CountDropped(g.records);
         spdlog::warn("{} ({} records lost)", s.message(), g.records);
         if (status.ok()) status = s;
       }
+      if (texts[i].capacity() > kKeptBufferBytes) std::string().swap(texts[i]);
     }
     written_seq += records.size();
     unsynced = unsynced || !records.empty();

@@ -1,7 +1,10 @@
 #include "serving/payload_log.h"
 
+#include <charconv>
 #include <cmath>
+#include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -172,6 +175,57 @@ TEST(TensorToJsonTest, WritesEveryDatatypeAsOipJson) {
   EXPECT_EQ(floats["data"][0].get<float>(), 0.1f);
   EXPECT_TRUE(floats["data"][1].is_number_float());
   EXPECT_EQ(floats["data"][3].get<float>(), 3e38f);
+}
+
+// The data array of one FP32/FP64 tensor as written, split at the commas.
+std::vector<std::string> DataTexts(const std::string& json) {
+  const size_t open = json.find("\"data\":[") + 8;
+  std::vector<std::string> texts;
+  std::stringstream data(json.substr(open, json.rfind(']') - open));
+  for (std::string t; std::getline(data, t, ',');) texts.push_back(t);
+  return texts;
+}
+
+template <typename T>
+void ExpectEveryValueReadsBack(const std::vector<T>& values, DataType type) {
+  std::string json;
+  AppendTensorJson(json, Tensor::FromValues<T>("v", type, {static_cast<int64_t>(values.size())}, values));
+  std::vector<std::string> texts = DataTexts(json);
+  ASSERT_EQ(texts.size(), values.size()) << json;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const std::string& text = texts[i];
+    EXPECT_NE(text.find_first_of(".e"), std::string::npos) << text << " does not read as a float";
+    T back{};
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), back);
+    ASSERT_EQ(ec, std::errc()) << text;
+    EXPECT_EQ(end, text.data() + text.size()) << text;
+    EXPECT_EQ(std::memcmp(&back, &values[i], sizeof(T)), 0) << text << " for " << values[i];
+    // The shortest form, as std::to_chars writes it (plus ".0" on integers).
+    char buf[64];
+    std::string shortest(buf, std::to_chars(buf, buf + sizeof(buf), values[i]).ptr);
+    if (shortest.find_first_of(".e") == std::string::npos) shortest += ".0";
+    EXPECT_EQ(text, shortest);
+  }
+}
+
+TEST(TensorToJsonTest, FloatsReadBackExactlyInTheirShortestForm) {
+  // Integral values below 1e5 take a faster path than the rest; both must
+  // give the shortest text that reads back as the same value.
+  std::vector<float> f = {0.0f, -0.0f, 1.0f, -1.0f, 255.0f, 99999.0f, -99999.0f, 100000.0f, 1e6f, 16777216.0f,
+                          16777218.0f, 0.5f, -2.5f, 1e-45f, 1.17549435e-38f, 3.4028235e38f, 123456.789f};
+  std::vector<double> d = {0.0, -0.0, 7.0, 99999.0, 1e5, 1e15, 9007199254740993.0, 0.1, -1e-300, 4.9e-324,
+                           1.7976931348623157e308};
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 100.0f);
+  for (int i = 0; i < 2000; ++i) {
+    const float v = normal(rng);
+    f.push_back(v);
+    f.push_back(std::round(v));
+    d.push_back(static_cast<double>(v) / 3.0);
+    d.push_back(std::round(static_cast<double>(v) * 1000.0));
+  }
+  ExpectEveryValueReadsBack(f, DataType::kFp32);
+  ExpectEveryValueReadsBack(d, DataType::kFp64);
 }
 
 TEST(PayloadLogTest, InvalidUtf8IsReplacedNotFatal) {
