@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "base/deferred.h"
+#include "base/task_queue.h"
 #include "base/testing.h"
 
 namespace cairn::http {
@@ -164,6 +165,17 @@ Router TestRouter() {
     later->Add([reply = std::make_shared<Responder>(std::move(reply)), body = req.body] {
       reply->Send(Response::Text(200, "deferred:" + body));
     });
+  });
+  // Answered by a task another thread posts back to the loop that read the request.
+  r.AddAsync(Method::kPost, "/async/posted", [](Request& req, Responder reply) {
+    TaskQueue* home = TaskQueue::Current();
+    if (home == nullptr) return reply.Send(Response::Text(500, "no task queue on an event loop"));
+    std::thread([home, reply = std::make_shared<Responder>(std::move(reply)), body = req.body] {
+      home->Post([home, reply, body] {
+        reply->Send(TaskQueue::Current() == home ? Response::Text(200, "posted:" + body)
+                                                 : Response::Text(500, "ran on another thread"));
+      });
+    }).detach();
   });
   r.AddAsync(Method::kPost, "/async/small", [](Request& req, Responder reply) {
     reply.Send(Response::Text(200, std::to_string(req.body.size())));
@@ -780,6 +792,15 @@ TEST_F(HttpServerTest, AsyncHandlersMayAnswerAtTheEndOfTheLoopsPass) {
   EXPECT_EQ(ReadResponse(fd).second, "now:c");
   EXPECT_EQ(ReadResponse(fd).second, "deferred:d");
   ::close(fd);
+}
+
+TEST_F(HttpServerTest, AnEventLoopRunsTasksPostedToItOnItsThread) {
+  for (const char* body : {"a", "b", "c"}) {
+    auto r = client_->Send(Method::kPost, "/async/posted", body, "text/plain");
+    ASSERT_THAT(r, IsOk());
+    EXPECT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(r->body, std::string("posted:") + body);
+  }
 }
 
 TEST_F(HttpServerTest, AsyncBodyLimitAndMalformedRequests) {

@@ -43,6 +43,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "base/deferred.h"
+#include "base/task_queue.h"
 #include "http/http.h"
 #include "http/internal/socket_stream.h"
 
@@ -284,8 +285,9 @@ struct LoopConnection {
 // One epoll loop and the connections it serves. Connections are registered
 // EPOLLONESHOT: an event reaches the loop only while the loop waits for
 // that connection, so the responder (any thread) may fill in the response
-// without racing the loop. Only the loop reads and writes the sockets.
-class EventLoop {
+// without racing the loop. Only the loop reads and writes the sockets. It is
+// its thread's TaskQueue: a handler's later work may be posted back to it.
+class EventLoop : public TaskQueue {
  public:
   explicit EventLoop(ServerImpl& server) : server_(server) {}
   ~EventLoop();
@@ -295,21 +297,25 @@ class EventLoop {
   absl::Status Init();
   void Start() { thread_ = std::thread([this] { Run(); }); }
   // Any thread.
-  void Adopt(Accepted accepted) { Post(Op{Op::kAdopt, nullptr, std::move(accepted)}); }
+  void Adopt(Accepted accepted) { PostOp(Op{Op::kAdopt, nullptr, std::move(accepted)}); }
   // Any thread: close idle connections, finish busy ones, then end.
-  void RequestStop() { Post(Op{Op::kStop, nullptr, {}}); }
+  void RequestStop() { PostOp(Op{Op::kStop, nullptr, {}}); }
+  // Any thread (TaskQueue). The loop does not stop while a request it read is
+  // unanswered, so a task that answers one always runs.
+  void Post(std::function<void()> task) override { PostOp(Op{Op::kTask, nullptr, {}, std::move(task)}); }
   void Join() {
     if (thread_.joinable()) thread_.join();
   }
 
  private:
   struct Op {
-    enum Kind { kAdopt, kResume, kStop } kind;
+    enum Kind { kAdopt, kResume, kStop, kTask } kind;
     LoopConnection* connection;
     Accepted accepted;
+    std::function<void()> task;
   };
 
-  void Post(Op op);
+  void PostOp(Op op);
   void Run();
   // Runs what other threads (or this one, from deferred work) posted;
   // false when there was nothing.
@@ -929,15 +935,12 @@ absl::Status EventLoop::Init() {
   return absl::OkStatus();
 }
 
-// The event loop running on this thread, if any.
-thread_local EventLoop* current_loop = nullptr;
-
-void EventLoop::Post(Op op) {
+void EventLoop::PostOp(Op op) {
   bool wake;
   {
     absl::MutexLock lock(&mu_);
     // The loop's own thread runs what it posts before it waits again.
-    wake = posted_.empty() && current_loop != this;
+    wake = posted_.empty() && TaskQueue::Current() != this;
     posted_.push_back(std::move(op));
   }
   if (wake) {
@@ -948,7 +951,7 @@ void EventLoop::Post(Op op) {
 }
 
 void EventLoop::Run() {
-  current_loop = this;
+  SetCurrent(this);
   // Work the handlers put off until the end of a pass over the ready
   // connections: a quick model computes the requests of the pass as one batch.
   DeferredTasks later;
@@ -989,7 +992,10 @@ void EventLoop::Run() {
       Sweep();
       next_sweep = now + 1000;
     }
-    if (stopping_ && connections_.empty()) return;
+    if (stopping_ && connections_.empty()) {
+      SetCurrent(nullptr);
+      return;
+    }
   }
 }
 
@@ -1018,6 +1024,13 @@ bool EventLoop::RunPosted() {
       }
       case Op::kResume:
         OnWritable(op.connection);
+        break;
+      case Op::kTask:
+        try {
+          op.task();
+        } catch (const std::exception& e) {
+          spdlog::error("http: a task posted to an event loop threw: {}", e.what());
+        }
         break;
       case Op::kStop: {
         stopping_ = true;
@@ -1168,7 +1181,7 @@ void EventLoop::Respond(LoopConnection* c, Response response) {
   // computing instead of spending a quarter of its time in send().
   if (c->completion.fetch_or(LoopConnection::kResponded, std::memory_order_acq_rel) &
       LoopConnection::kHandlerReturned) {
-    Post(Op{Op::kResume, c, {}});
+    PostOp(Op{Op::kResume, c, {}});
   }
 }
 
