@@ -1,8 +1,9 @@
 // Test-only helpers shared by every module's tests (include from *_test.cc
-// only; needs gmock): Status matchers, ASSERT_OK-style macros and a scoped
-// temporary directory.
+// only; needs gmock): Status matchers, ASSERT_OK-style macros, a scoped
+// temporary directory, and a TaskQueue whose tasks run when the test says.
 //
-// Thread-safety: the matchers are stateless; a ScopedTempDir belongs to one test.
+// Thread-safety: the matchers are stateless; a ScopedTempDir belongs to one
+// test; a ManualTaskQueue takes posts from any thread.
 //
 // Usage:
 //   EXPECT_THAT(store.Get(d), StatusIs(absl::StatusCode::kNotFound));
@@ -11,20 +12,27 @@
 //   ASSERT_OK_AND_ASSIGN(std::string s, env->ReadFileToString(path));
 //   ScopedTempDir tmp;   // removed with its contents at scope exit
 //   std::string path = tmp.path() + "/x";
+//   ManualTaskQueue queue;   // this thread's TaskQueue until destroyed
+//   ... queue.RunPosted();
 #ifndef CAIRN_BASE_TESTING_H_
 #define CAIRN_BASE_TESTING_H_
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <string>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/synchronization/mutex.h"
 #include "base/status.h"
+#include "base/task_queue.h"
 
 namespace cairn::testing {
 
@@ -80,6 +88,46 @@ class ScopedTempDir {
 
  private:
   std::string path_;
+};
+
+// The TaskQueue of the thread that creates it (until destroyed). Posted
+// tasks wait until that thread calls RunPosted, as an event loop runs them
+// between its passes; the destructor runs what is left.
+class ManualTaskQueue : public TaskQueue {
+ public:
+  ManualTaskQueue() { SetCurrent(this); }
+  ~ManualTaskQueue() override {
+    while (RunPosted()) {
+    }
+    SetCurrent(nullptr);
+  }
+  ManualTaskQueue(const ManualTaskQueue&) = delete;
+  ManualTaskQueue& operator=(const ManualTaskQueue&) = delete;
+
+  void Post(std::function<void()> task) override {
+    absl::MutexLock lock(&mu_);
+    tasks_.push_back(std::move(task));
+  }
+  // Runs the tasks posted so far; false when there were none.
+  bool RunPosted() {
+    std::vector<std::function<void()>> now;
+    {
+      absl::MutexLock lock(&mu_);
+      now.swap(tasks_);
+    }
+    for (auto& task : now) task();
+    return !now.empty();
+  }
+  // Waits up to 10 s until `n` tasks wait to run; false if they did not come.
+  bool AwaitPosted(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return tasks_.size() >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cairn::testing

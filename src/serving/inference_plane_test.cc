@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -18,6 +19,7 @@
 namespace cairn::serving {
 namespace {
 
+using ::cairn::testing::ManualTaskQueue;
 using ::cairn::testing::ScopedTempDir;
 using ::cairn::testing::StatusIs;
 using ::testing::ElementsAre;
@@ -247,7 +249,8 @@ TEST_F(InferencePlaneTest, InferAsyncAnswersLikeInferAndLeavesDeadlinesToInfer) 
 enum class Client {
   kInfer,       // waits in Infer
   kInferAsync,  // InferAsync, waited for
-  kLoopPass,    // like an event loop: InferAsync three times, then the pass's deferred work
+  kLoopPass,    // like an event loop: InferAsync three times, then the pass's deferred work,
+                // then the answers the workers post back to it
 };
 
 // 4 clients of each kind in `kinds` send requests while the alias moves 20
@@ -276,6 +279,8 @@ void MoveTheAliasUnderLoad(InferencePlane& plane, FakeSource& source, const std:
     clients.emplace_back([&, t] {
       const Client kind = kinds[t % kinds.size()];
       DeferredTasks later;  // used by kLoopPass only
+      std::optional<ManualTaskQueue> queue;  // kLoopPass: the thread's, as an event loop's
+      if (kind == Client::kLoopPass) queue.emplace();
       int64_t i = 0;
       while (!stop.load()) {
         const int64_t before = published.load();
@@ -300,7 +305,9 @@ void MoveTheAliasUnderLoad(InferencePlane& plane, FakeSource& source, const std:
             }
           }
           later.RunAll();
-          while (pending.load() > 0) std::this_thread::yield();  // queued for a worker
+          while (pending.load() > 0) {  // queued for a worker, which posts the answer back
+            if (!queue->RunPosted()) std::this_thread::yield();
+          }
           for (const auto& r : results) check(r, before);
         }
       }
@@ -324,7 +331,7 @@ void MoveTheAliasUnderLoad(InferencePlane& plane, FakeSource& source, const std:
 TEST_F(InferencePlaneTest, AliasMovesUnderLoadFailNoRequest) {
   auto plane = NewPlane(Options());
   ASSERT_OK(plane->Reconcile());
-  MoveTheAliasUnderLoad(*plane, source_, {Client::kInfer, Client::kInferAsync});
+  MoveTheAliasUnderLoad(*plane, source_, {Client::kInfer, Client::kInferAsync, Client::kLoopPass});
   ASSERT_OK_AND_ASSIGN(PlaneResult last, plane->Infer("fraud", std::nullopt, Row(), ""));
   EXPECT_EQ(last.version, 21);
   plane->WaitForRetirementsForTest();

@@ -6,8 +6,10 @@
 
 #include <fmt/format.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/synchronization/notification.h"
 #include "base/deferred.h"
+#include "base/task_queue.h"
 
 namespace cairn::serving {
 namespace {
@@ -83,6 +85,7 @@ struct ModelRunner::Request {
   absl::Time deadline = absl::InfiniteFuture();
   bool queued = false;  // guarded by the runner's mu_: still in the queue
   Callback callback;    // Submit: called with the result; Infer: empty
+  TaskQueue* home = nullptr;  // Submit on a thread with a TaskQueue: the callback runs there
   absl::Notification done;
   absl::StatusOr<RunResult> result{absl::UnknownError("no result")};
   // Infer's requests: who owns the request once a worker took it. The waiter
@@ -263,6 +266,23 @@ void ModelRunner::Refuse(const absl::Status& status) {
 }
 
 void ModelRunner::Complete(Request* request, absl::StatusOr<RunResult> result) {
+  if (request->home != nullptr && request->home != TaskQueue::Current()) {
+    // Answered on the thread that read the request: encoding and sending the
+    // answer is its work, and this thread (a worker) goes back to computing.
+    // Drain waits for the posted answers (the callback may use the runner).
+    {
+      absl::MutexLock lock(&mu_);
+      ++posted_answers_;
+    }
+    std::exchange(request->home, nullptr)->Post([this, request, result = std::move(result)]() mutable {
+      absl::Cleanup delivered = [this] {
+        absl::MutexLock lock(&mu_);
+        --posted_answers_;
+      };
+      Complete(request, std::move(result));
+    });
+    return;
+  }
   series_->in_flight().Add(-1);
   if (!request->callback) {
     int waiting = Request::kWaiting;
@@ -360,6 +380,7 @@ absl::Status ModelRunner::Queue(std::vector<Tensor>& inputs, std::optional<absl:
                                 bool may_run_here) {
   std::unique_ptr<Request> request = NewRequest(std::move(inputs), deadline);
   request->callback = std::move(done);  // before Enqueue: a worker may answer at once
+  request->home = TaskQueue::Current();
   absl::Status prepared = Prepare(request.get());
   if (prepared.ok() && may_run_here && backend_->quick()) {
     // An event loop's requests wait for the end of its pass over its

@@ -122,9 +122,14 @@ class ModelRunner {
   // begun draining. Once queued, `inputs` is consumed (see RunResult::inputs).
   absl::StatusOr<RunResult> TryInfer(std::vector<Tensor>& inputs, std::optional<absl::Time> deadline);
 
-  // Queues one request; `done` is called exactly once, on a worker thread
-  // (or on the calling thread when the request is refused at once). It must
-  // not block for long: it holds up that worker.
+  // Queues one request; `done` is called exactly once: on a worker thread,
+  // or, for a request submitted on a thread with a TaskQueue (an event loop),
+  // on that thread (posted there, so that the worker goes back to computing
+  // while the loop encodes the answer), or on the calling thread when the
+  // request is refused at once. It must not block for long: it holds up that
+  // thread. A thread with a TaskQueue must not destroy or drain the runner
+  // while it may have answers posted to it (the inference plane drains
+  // runners on its own thread).
   void Submit(std::vector<Tensor> inputs, std::optional<absl::Time> deadline, Callback done);
   // Like Submit (with the default deadline), but a request refused before
   // it was queued returns the error, leaves `inputs` and `done` with the
@@ -210,7 +215,9 @@ class ModelRunner {
   absl::StatusOr<std::vector<Tensor>> CallBackend(const std::vector<Tensor>& inputs);
   bool GatherDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool WorkAvailable() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  bool NoneBusy() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return busy_instances_ == 0 && pass_requests_ == 0; }
+  bool NoneBusy() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return busy_instances_ == 0 && pass_requests_ == 0 && posted_answers_ == 0;
+  }
 
   const std::shared_ptr<ModelBackend> backend_;
   const RunnerOptions options_;
@@ -225,6 +232,7 @@ class ModelRunner {
   int64_t running_ ABSL_GUARDED_BY(mu_) = 0;  // requests in backend calls
   int busy_instances_ ABSL_GUARDED_BY(mu_) = 0;  // workers in backend calls + callers running on their own thread
   int64_t pass_requests_ ABSL_GUARDED_BY(mu_) = 0;  // in pass batches, not yet queued or answered
+  int64_t posted_answers_ ABSL_GUARDED_BY(mu_) = 0;  // posted to their requests' TaskQueues, not yet delivered
   bool gathering_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

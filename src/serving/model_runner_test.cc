@@ -14,6 +14,7 @@ namespace cairn::serving {
 namespace {
 
 using ::cairn::testing::IsOk;
+using ::cairn::testing::ManualTaskQueue;
 using ::cairn::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::Each;
@@ -454,6 +455,48 @@ TEST_F(ModelRunnerTest, DrainWaitsForAPendingPassAndThePassStillRuns) {
   drainer.join();
   EXPECT_EQ(answered, 2);
   EXPECT_THAT(backend_->calls(), ElementsAre(2));
+}
+
+TEST_F(ModelRunnerTest, AnswersGoBackToTheSubmittingThreadsTaskQueue) {
+  auto runner = NewRunner({.max_batch_size = 4, .max_queue_delay_us = 200000, .instances = 1});
+  ManualTaskQueue queue;  // this thread's
+  const std::thread::id here = std::this_thread::get_id();
+  std::atomic<int> answered{0};
+  std::vector<float> sums;
+  for (int i = 0; i < 3; ++i) {
+    runner->Submit(Rows(1, static_cast<float>(i)), std::nullopt, [&, i](absl::StatusOr<RunResult> r) {
+      ASSERT_OK(r.status());
+      EXPECT_EQ(std::this_thread::get_id(), here);
+      EXPECT_EQ(r->outputs[0].values<float>()[0], RowSum(static_cast<float>(i), 0));
+      ++answered;
+    });
+  }
+  // Submitted where no TaskQueue is: answered on the worker.
+  std::thread::id elsewhere;
+  std::thread other([&] {
+    runner->Submit(Rows(1), std::nullopt, [&](absl::StatusOr<RunResult> r) {
+      EXPECT_OK(r.status());
+      elsewhere = std::this_thread::get_id();
+    });
+  });
+  other.join();
+  ASSERT_TRUE(queue.AwaitPosted(3));  // computed as one batch of 4; three answers wait for this thread
+  EXPECT_THAT(backend_->calls(), ElementsAre(4));
+  EXPECT_EQ(answered, 0);
+  // Drain waits for the posted answers, which may still use the runner.
+  std::atomic<bool> drained{false};
+  std::thread drainer([&] {
+    runner->Drain();
+    drained = true;
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(drained);
+  EXPECT_TRUE(queue.RunPosted());
+  drainer.join();
+  EXPECT_EQ(answered, 3);
+  EXPECT_NE(elsewhere, std::thread::id());
+  EXPECT_NE(elsewhere, here);
+  EXPECT_EQ(runner->in_flight(), 0);
 }
 
 TEST_F(ModelRunnerTest, TrySubmitRefusalLeavesInputsAndCallbackWithTheCaller) {
