@@ -12,7 +12,8 @@
   serving_batching    a TorchScript MLP at concurrency 64 (one row per request) with dynamic batching
                       (batches of up to 32 rows), beside libtorch's forward() called in-process with
                       32-row batches (torch_inprocess), measured right before and right after Cairn's
-                      run. Target: >= 90% of their mean throughput.
+                      run. Target: >= 90% of their mean throughput. Two rows: with the server's default
+                      payload log (every prediction logged) and with the log off (--payload-sample 0).
   serving_memory      server RSS before and after loading each model, and its peak during an alias swap.
 
 Usage: bench/serving_bench.py [--seconds 5] [--build build]
@@ -156,6 +157,14 @@ def binary_request_body(rows, cols, name, path):
     return len(header)
 
 
+def start_server(cairn, data_dir, extra=()):
+    """A `cairn server` on a free port: (process, url)."""
+    server = subprocess.Popen([cairn, "server", "--port", "0", "--data-dir", data_dir, *extra],
+                              stdout=subprocess.PIPE, stderr=open(data_dir + ".log", "w"), text=True)
+    line = server.stdout.readline()
+    return server, re.search(r"(http://\S+)", line).group(1)
+
+
 def free_port():
     import socket
     s = socket.socket()
@@ -174,7 +183,7 @@ def main():
     load = os.path.join(args.build, "bench/oip_load")
     call = os.path.join(args.build, "bench/model_call")
     tmp = tempfile.mkdtemp(prefix="cairn-serving-bench-")
-    server = gunicorn = None
+    server = gunicorn = quiet = None
     try:
         log("making models (XGBoost 100 trees x 30 features, two versions; TorchScript MLP 256-1024-1024-10)")
         make_models(os.path.join(tmp, "models"))
@@ -184,11 +193,7 @@ def main():
         mlp_json_length = binary_request_body(1, 256, "x", mlp_body)
 
         log("starting cairn server")
-        server = subprocess.Popen([cairn, "server", "--port", "0", "--data-dir", os.path.join(tmp, "data")],
-                                  stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "server.log"), "w"),
-                                  text=True)
-        line = server.stdout.readline()
-        url = re.search(r"(http://\S+)", line).group(1)
+        server, url = start_server(cairn, os.path.join(tmp, "data"))
         api = Api(url)
         rss_empty = rss_kb(server.pid)
 
@@ -267,20 +272,35 @@ def main():
                              os.path.join(models, "mlp", "model.pt"), "--batch", str(BATCH), "--seconds",
                              str(min(args.seconds, 3)), "--label", label])
 
-        before = libtorch(f"mlp_libtorch_b{BATCH}_before")
-        emit(before)
-        r = run_json([load, "--url", url, "--model", "mlp", "--body", mlp_body, "--json-length",
-                      str(mlp_json_length), "--concurrency", "64", "--seconds", str(args.seconds),
-                      "--label", "cairn_mlp_c64"])
-        after = libtorch(f"mlp_libtorch_b{BATCH}_after")
-        emit(after)
-        in_process = (before["rows_per_s"] + after["rows_per_s"]) / 2
-        emit({"bench": "serving_batching", "concurrency": 64, "in_process_rows_per_s": round(in_process),
-              "in_process_before_after": [round(before["rows_per_s"]), round(after["rows_per_s"])],
-              "cairn_rows_per_s": round(r["throughput_rps"]),
-              "fraction_of_in_process": round(r["throughput_rps"] / max(in_process, 1e-9), 3),
-              "client_p50_us": r["client_p50_us"], "client_p99_us": r["client_p99_us"], "failed": r["failed"],
-              "target_fraction": 0.9})
+        # Twice: with the server's default payload log (every prediction's 256 inputs written as JSON,
+        # work that competes with the model for the same two cores), and on a second server started
+        # with --payload-sample 0, which measures the batching alone. libtorch runs before, between
+        # and after, and each Cairn run is compared with the mean of the two runs around it.
+        log("second cairn server, payload log off (--payload-sample 0)")
+        quiet, quiet_url = start_server(cairn, os.path.join(tmp, "data-no-log"), ["--payload-sample", "0"])
+        register(Api(quiet_url), "mlp", os.path.join(models, "mlp"), "production",
+                 config={"max_batch_size": BATCH, "max_queue_delay_us": 10000, "instances": 2})
+        wait_ready(quiet_url, "mlp")
+        runs = [libtorch(f"mlp_libtorch_b{BATCH}_before")]
+        emit(runs[0])
+        for target, payload_log, label in ((url, "every prediction", "cairn_mlp_c64"),
+                                           (quiet_url, "off", "cairn_mlp_c64_no_payload_log")):
+            r = run_json([load, "--url", target, "--model", "mlp", "--body", mlp_body, "--json-length",
+                          str(mlp_json_length), "--concurrency", "64", "--seconds", str(args.seconds),
+                          "--label", label])
+            runs.append(libtorch(f"mlp_libtorch_b{BATCH}_after_{label}"))
+            emit(runs[-1])
+            around = [runs[-2]["rows_per_s"], runs[-1]["rows_per_s"]]
+            in_process = sum(around) / 2
+            emit({"bench": "serving_batching", "concurrency": 64, "payload_log": payload_log,
+                  "in_process_rows_per_s": round(in_process), "in_process_before_after": [round(x) for x in around],
+                  "cairn_rows_per_s": round(r["throughput_rps"]),
+                  "fraction_of_in_process": round(r["throughput_rps"] / max(in_process, 1e-9), 3),
+                  "client_p50_us": r["client_p50_us"], "client_p99_us": r["client_p99_us"], "failed": r["failed"],
+                  "target_fraction": 0.9})
+        quiet.terminate()
+        quiet.wait()
+        quiet = None
 
         log("alias swap under load: xgb production v1 -> v2 while 8 clients send requests")
         v2 = register(api, "xgb", os.path.join(models, "xgb_v2"), "candidate", deploy=False)
@@ -312,9 +332,10 @@ def main():
     finally:
         if gunicorn:
             gunicorn.terminate()
-        if server:
-            server.terminate()
-            server.wait()
+        for p in (server, quiet):
+            if p:
+                p.terminate()
+                p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
