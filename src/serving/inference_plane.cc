@@ -415,9 +415,10 @@ absl::StatusOr<PlaneResult> InferencePlane::Conclude(Call& call, const ModelRunn
     // The shadow sees the same request once the caller's answer is ready;
     // Submit only queues, so the caller never waits for the shadow.
     std::vector<Tensor> shadow_inputs = call.sampled ? served_inputs : std::move(served_inputs);
-    // A raw pointer: the callback runs on the shadow's own worker, which
-    // the runner joins before it can be destroyed; a shared_ptr here could
-    // make that worker destroy (and join) its own runner.
+    // A raw pointer: the callback runs on the shadow's own worker, or on
+    // the event loop the worker posts it to, and the shadow's Drain waits
+    // for both before it can be destroyed; a shared_ptr here could make
+    // that thread destroy (and drain) the runner it is answering for.
     const int64_t shadow_start_us = env_.MonotonicMicros();
     shadow->Submit(std::move(shadow_inputs), deadline,
                    [this, sampled = call.sampled, shadow, id = answer.prediction_id, time_ms = call.time_ms,
@@ -479,9 +480,10 @@ bool InferencePlane::InferAsync(const std::string& deployment_name, std::optiona
     }
     ModelRunner* runner = route->runner.get();
     if (runner->options().default_timeout_ms > 0) return false;
-    // The callback runs on the runner's worker, so it holds the runner by a
-    // raw pointer (the runner joins its workers before it is destroyed) and
-    // never the routing, whose release could destroy that runner there. The
+    // The callback runs on the runner's worker, or on this loop when the
+    // worker posts the answer back, so it holds the runner by a raw pointer
+    // (the runner's Drain waits for both before it is destroyed) and never
+    // the routing, whose release could destroy that runner there. The
     // shadow, another runner, is held so that it outlives the mirroring.
     std::shared_ptr<ModelRunner> shadow = route->shadow.get() == runner ? nullptr : route->shadow;
     ModelRunner::Callback on_result = [this, call, runner, role = route->role, shadow,
