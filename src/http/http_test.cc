@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/synchronization/notification.h"
 #include "base/deferred.h"
 #include "base/task_queue.h"
 #include "base/testing.h"
@@ -55,6 +57,12 @@ uint64_t PatternHash(uint64_t size) {
   }
   return f.h;
 }
+
+// For ALongPassIsAnsweredInSlices: requests /async/counted has read so far,
+// and the gate /async/hold waits at (on the loop) until the test opens it.
+std::atomic<int> counted_reads{0};
+std::atomic<bool> holding{false};
+absl::Notification* hold_gate = nullptr;
 
 Router TestRouter() {
   Router r;
@@ -164,6 +172,20 @@ Router TestRouter() {
     if (later == nullptr) return reply.Send(Response::Text(500, "not on an event loop"));
     later->Add([reply = std::make_shared<Responder>(std::move(reply)), body = req.body] {
       reply->Send(Response::Text(200, "deferred:" + body));
+    });
+  });
+  // Holds its event loop until the test opens hold_gate.
+  r.AddAsync(Method::kPost, "/async/hold", [](Request&, Responder reply) {
+    holding = true;
+    hold_gate->WaitForNotification();
+    reply.Send(Response::Text(200, "released"));
+  });
+  // Answered at the end of the loop's pass (or slice of one) with how many
+  // such requests had been read by then.
+  r.AddAsync(Method::kPost, "/async/counted", [](Request&, Responder reply) {
+    ++counted_reads;
+    DeferredTasks::Current()->Add([reply = std::make_shared<Responder>(std::move(reply))] {
+      reply->Send(Response::Text(200, std::to_string(counted_reads.load())));
     });
   });
   // Answered by a task another thread posts back to the loop that read the request.
@@ -792,6 +814,38 @@ TEST_F(HttpServerTest, AsyncHandlersMayAnswerAtTheEndOfTheLoopsPass) {
   EXPECT_EQ(ReadResponse(fd).second, "now:c");
   EXPECT_EQ(ReadResponse(fd).second, "deferred:d");
   ::close(fd);
+}
+
+TEST_F(HttpServerTest, ALongPassIsAnsweredInSlices) {
+  StartServer({.host = "127.0.0.1", .port = 0, .loop_threads = 1});
+  absl::Notification gate;
+  hold_gate = &gate;
+  holding = false;
+  counted_reads = 0;
+  // The only loop waits in /async/hold while 16 requests arrive on 16 new
+  // connections; once open, it finds them all ready in one pass.
+  int held = RawConnect();
+  SendAll(held, "POST /async/hold HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  while (!holding) std::this_thread::yield();
+  std::vector<int> fds;
+  for (int i = 0; i < 16; ++i) {
+    fds.push_back(RawConnect());
+    SendAll(fds.back(), "POST /async/counted HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  gate.Notify();
+  EXPECT_EQ(ReadResponse(held).second, "released");
+  std::vector<int> read_when_answered;
+  for (int fd : fds) {
+    read_when_answered.push_back(std::stoi(ReadResponse(fd).second));
+    ::close(fd);
+  }
+  ::close(held);
+  // The first slice (8 connections) was answered before the rest were read.
+  std::sort(read_when_answered.begin(), read_when_answered.end());
+  EXPECT_EQ(read_when_answered.front(), 8);
+  EXPECT_EQ(read_when_answered.back(), 16);
+  hold_gate = nullptr;
 }
 
 TEST_F(HttpServerTest, AnEventLoopRunsTasksPostedToItOnItsThread) {

@@ -67,6 +67,10 @@ constexpr uint64_t kDrainLimit = 1 << 20;
 // kLingerTotalMs, so that it reads our response instead of a reset.
 constexpr int64_t kLingerTotalMs = 5000;
 constexpr int64_t kLingerReadMs = 1000;
+// An event loop computes and answers what it has read after this many ready
+// connections, then reads on: a quick model's pass batch holds up to this
+// many requests (more only when requests are pipelined).
+constexpr int kPassSlice = 8;
 
 std::optional<Method> FromVerb(bhttp::verb v) {
   switch (v) {
@@ -317,9 +321,13 @@ class EventLoop : public TaskQueue {
 
   void PostOp(Op op);
   void Run();
-  // Runs what other threads (or this one, from deferred work) posted;
-  // false when there was nothing.
+  // Runs what other threads posted; false when there was nothing.
   bool RunPosted() ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs the work a pass (or a slice of one) left, until none is left: the
+  // deferred tasks (a quick model's pass batch), then sends the answers they
+  // gave (which lets pipelined requests in), then, with `run_posted`, what
+  // other threads posted.
+  void Settle(DeferredTasks& later, bool run_posted);
   void OnReadable(LoopConnection* c);
   void OnWritable(LoopConnection* c);
   // Answers the complete requests buffered in `c`, until one is pending or
@@ -345,6 +353,7 @@ class EventLoop : public TaskQueue {
   std::vector<Op> posted_ ABSL_GUARDED_BY(mu_);
   // The loop's thread only:
   absl::flat_hash_set<LoopConnection*> connections_;
+  std::vector<LoopConnection*> answered_;  // answered on this thread after their handler returned: to send
   bool stopping_ = false;
 };
 
@@ -966,15 +975,22 @@ void EventLoop::Run() {
       n = 0;
     }
     bool posted = false;
+    int handled = 0;
     for (int i = 0; i < n; ++i) {
       auto* c = static_cast<LoopConnection*>(events[i].data.ptr);
       if (c == nullptr) {
         posted = true;
-      } else if (c->state == LoopConnection::State::kReading) {
+        continue;
+      }
+      if (c->state == LoopConnection::State::kReading) {
         OnReadable(c);
       } else if (c->state == LoopConnection::State::kWriting) {
         OnWritable(c);
       }
+      // A request read early in a long pass would wait for every other one
+      // (and for their answers) before its own is computed and sent: the
+      // pass is answered in slices of kPassSlice connections.
+      if (++handled % kPassSlice == 0 && i + 1 < n) Settle(later, /*run_posted=*/false);
     }
     if (posted) {
       uint64_t count;
@@ -982,11 +998,8 @@ void EventLoop::Run() {
       }
     }
     // After the events: a posted stop closes connections that may have had
-    // an event in this batch. The deferred work answers requests (posting
-    // to this loop), and the answers let pipelined requests in.
-    do {
-      later.RunAll();
-    } while (RunPosted());
+    // an event in this batch, so posted work runs only now.
+    Settle(later, /*run_posted=*/true);
     const int64_t now = MonotonicMs();
     if (now >= next_sweep) {
       Sweep();
@@ -996,6 +1009,19 @@ void EventLoop::Run() {
       SetCurrent(nullptr);
       return;
     }
+  }
+}
+
+void EventLoop::Settle(DeferredTasks& later, bool run_posted) {
+  for (;;) {
+    later.RunAll();
+    if (!answered_.empty()) {
+      std::vector<LoopConnection*> now;
+      now.swap(answered_);
+      for (LoopConnection* c : now) OnWritable(c);
+      continue;
+    }
+    if (!run_posted || !RunPosted()) return;
   }
 }
 
@@ -1181,7 +1207,11 @@ void EventLoop::Respond(LoopConnection* c, Response response) {
   // computing instead of spending a quarter of its time in send().
   if (c->completion.fetch_or(LoopConnection::kResponded, std::memory_order_acq_rel) &
       LoopConnection::kHandlerReturned) {
-    PostOp(Op{Op::kResume, c, {}});
+    if (TaskQueue::Current() == this) {
+      answered_.push_back(c);  // sent when the loop settles its pass (or slice)
+    } else {
+      PostOp(Op{Op::kResume, c, {}});
+    }
   }
 }
 
