@@ -131,7 +131,8 @@ void AppendArray(std::string& out, const Tensor& t, const Write& write) {
 void AppendTensorData(std::string& out, const Tensor& t) {
   switch (t.datatype) {
     case DataType::kBool:
-      return AppendArray<uint8_t>(out, t, [](char* p, uint8_t v) { return WriteLiteral(p, v != 0 ? "true" : "false"); });
+      return AppendArray<uint8_t>(out, t,
+                                  [](char* p, uint8_t v) { return WriteLiteral(p, v != 0 ? "true" : "false"); });
     case DataType::kUint8:
       return AppendArray<uint8_t>(out, t, WriteInteger<uint8_t>);
     case DataType::kUint16:
