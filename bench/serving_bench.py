@@ -255,8 +255,8 @@ def main():
         gunicorn = None
 
         log(f"TorchScript MLP: dynamic batching vs libtorch in-process with {BATCH}-row batches")
-        register(api, "mlp", os.path.join(models, "mlp"), "production",
-                 config={"max_batch_size": BATCH, "max_queue_delay_us": 10000, "instances": 2})
+        mlp_config = {"max_batch_size": BATCH, "max_queue_delay_us": 10000, "instances": 2}
+        register(api, "mlp", os.path.join(models, "mlp"), "production", config=mlp_config)
         wait_ready(url, "mlp")
         rss_mlp = rss_kb(server.pid)
         # model_call finds the TorchScript plugin where the server does: beside the cairn binary.
@@ -278,8 +278,7 @@ def main():
         # and after, and each Cairn run is compared with the mean of the two runs around it.
         log("second cairn server, payload log off (--payload-sample 0)")
         quiet, quiet_url = start_server(cairn, os.path.join(tmp, "data-no-log"), ["--payload-sample", "0"])
-        register(Api(quiet_url), "mlp", os.path.join(models, "mlp"), "production",
-                 config={"max_batch_size": BATCH, "max_queue_delay_us": 10000, "instances": 2})
+        register(Api(quiet_url), "mlp", os.path.join(models, "mlp"), "production", config=mlp_config)
         wait_ready(quiet_url, "mlp")
         runs = [libtorch(f"mlp_libtorch_b{BATCH}_before")]
         emit(runs[0])

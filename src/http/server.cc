@@ -961,8 +961,8 @@ void EventLoop::PostOp(Op op) {
 
 void EventLoop::Run() {
   SetCurrent(this);
-  // Work the handlers put off until the end of a pass over the ready
-  // connections: a quick model computes the requests of the pass as one batch.
+  // Work the handlers put off until the end of a pass (or slice of one) over
+  // the ready connections: a quick model computes its requests as one batch.
   DeferredTasks later;
   constexpr int kMaxEvents = 128;
   epoll_event events[kMaxEvents];

@@ -70,12 +70,6 @@ void AppendString(std::string& out, std::string_view s) {
   out += Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-template <typename T>
-void AppendInteger(std::string& out, T value) {
-  char buf[24];
-  out.append(buf, std::to_chars(buf, buf + sizeof(buf), value).ptr);
-}
-
 // Element writers for AppendArray: each writes one element's text at `p`
 // (at most kMaxElementChars bytes) and returns the end of what it wrote.
 constexpr size_t kMaxElementChars = 32;  // "-2.2250738585072014e-308.0" is 26
@@ -83,6 +77,12 @@ constexpr size_t kMaxElementChars = 32;  // "-2.2250738585072014e-308.0" is 26
 template <typename T>
 char* WriteInteger(char* p, T value) {
   return std::to_chars(p, p + kMaxElementChars, value).ptr;
+}
+
+template <typename T>
+void AppendInteger(std::string& out, T value) {
+  char buf[kMaxElementChars];
+  out.append(buf, WriteInteger(buf, value));
 }
 
 char* WriteLiteral(char* p, std::string_view text) {
@@ -402,10 +402,10 @@ void PayloadLog::WriterLoop() {
   uint64_t written_seq = 0;
   bool unsynced = false;
   std::deque<PredictionRecord> records;
-  // Each file's lines of one batch; the buffers are kept from batch to batch
-  // (up to kKeptBufferBytes each), so that a busy log does not grow them anew.
+  // Line buffers kept from batch to batch (up to kKeptBufferBytes each), so
+  // that a busy log does not grow them anew for every batch.
   constexpr size_t kKeptBufferBytes = 4 << 20;
-  std::vector<std::string> texts;
+  std::vector<std::string> spare_texts;
   while (true) {
     bool stop;
     bool flush;
@@ -435,10 +435,11 @@ void PayloadLog::WriterLoop() {
       flush = flush_wanted_ > synced_seq_ || stopping_;
     }
 
-    // The lines of one file go out in one write, from texts[group index].
+    // The lines of one file go out in one write.
     struct Group {
       const std::string* deployment;
       int64_t day_number;
+      std::string text;
       uint64_t records = 0;
     };
     std::vector<Group> groups;
@@ -447,23 +448,27 @@ void PayloadLog::WriterLoop() {
       auto it = std::find_if(groups.begin(), groups.end(),
                              [&](const Group& g) { return g.day_number == day && *g.deployment == r.deployment; });
       if (it == groups.end()) {
-        it = groups.insert(groups.end(), Group{&r.deployment, day});
-        if (texts.size() < groups.size()) texts.emplace_back();
-        texts[groups.size() - 1].clear();
+        it = groups.insert(groups.end(), Group{&r.deployment, day, {}});
+        if (!spare_texts.empty()) {
+          it->text = std::move(spare_texts.back());
+          spare_texts.pop_back();
+        }
       }
-      AppendPredictionRecordLine(texts[static_cast<size_t>(it - groups.begin())], r);
+      AppendPredictionRecordLine(it->text, r);
       ++it->records;
     }
     absl::Status status;
-    for (size_t i = 0; i < groups.size(); ++i) {
-      const Group& g = groups[i];
-      absl::Status s = Append(*g.deployment, UtcDay(g.day_number * kMsPerDay), texts[i]);
+    for (Group& g : groups) {
+      absl::Status s = Append(*g.deployment, UtcDay(g.day_number * kMsPerDay), g.text);
       if (!s.ok()) {
         CountDropped(g.records);
         spdlog::warn("{} ({} records lost)", s.message(), g.records);
         if (status.ok()) status = s;
       }
-      if (texts[i].capacity() > kKeptBufferBytes) std::string().swap(texts[i]);
+      if (g.text.capacity() <= kKeptBufferBytes) {
+        g.text.clear();
+        spare_texts.push_back(std::move(g.text));
+      }
     }
     written_seq += records.size();
     unsynced = unsynced || !records.empty();

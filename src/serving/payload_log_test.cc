@@ -85,6 +85,25 @@ TEST(PayloadLogTest, WritesJsonLinesPerDeploymentAndDay) {
   EXPECT_EQ(log->dropped(), 0u);
 }
 
+TEST(PayloadLogTest, EachBatchWritesOnlyItsOwnLines) {
+  // The writer keeps its line buffers from batch to batch, for any file.
+  ScopedTempDir tmp;
+  ASSERT_OK_AND_ASSIGN(auto log, PayloadLog::Create({.dir = tmp.path()}, nullptr));
+  log->Record(Record("prod", "p1", kNov22));
+  log->Record(Record("staging", "s1", kNov22));
+  ASSERT_OK(log->Flush());
+  log->Record(Record("staging", "s2", kNov22 + 1));
+  log->Record(Record("prod", "p2", kNov22 + 1));
+  ASSERT_OK(log->Flush());
+  log->Record(Record("prod", "p3", kNov22 + 2));
+  ASSERT_OK(log->Flush());
+  std::vector<std::string> prod, staging;
+  for (const Json& j : ReadLines(tmp.path() + "/prod/2026-11-22.jsonl")) prod.push_back(j["prediction_id"]);
+  for (const Json& j : ReadLines(tmp.path() + "/staging/2026-11-22.jsonl")) staging.push_back(j["prediction_id"]);
+  EXPECT_THAT(prod, ElementsAre("p1", "p2", "p3"));
+  EXPECT_THAT(staging, ElementsAre("s1", "s2"));
+}
+
 TEST(PayloadLogTest, ARestartedLogContinuesTheDaysFile) {
   ScopedTempDir tmp;
   {
